@@ -1,0 +1,1 @@
+"""Benchmark harness: per-stage and end-to-end latency per device, budgets, cross-device report."""

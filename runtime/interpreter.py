@@ -1,0 +1,153 @@
+"""The LiteRT interpreter behind one artifact, with tensors found by their manifest names.
+
+Uses ``ai_edge_litert.interpreter`` (XNNPACK on by default) and falls back to ``tflite_runtime``
+where that is what is installed. Quantised input/output tensors are (de)quantised here with the
+scale and zero point the model file states, so callers always pass and receive float32.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .errors import HeadposeError, ManifestError
+from .manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def _interpreter_module():
+    try:
+        from ai_edge_litert import interpreter as mod  # type: ignore
+        return mod
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as mod  # type: ignore
+        return mod
+    except ImportError:
+        raise HeadposeError("no TFLite interpreter is installed: expected the 'ai-edge-litert' package "
+                            "(pip install ai-edge-litert) or 'tflite-runtime'") from None
+
+
+def interpreter_version() -> str:
+    """Version string of the interpreter package in use ("ai-edge-litert 2.1.0")."""
+    from importlib import metadata
+    for dist in ("ai-edge-litert", "tflite-runtime"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def make_interpreter(model_path: str, num_threads: int = 1, xnnpack: bool = True):
+    """Create and allocate an interpreter for a ``.tflite`` file.
+
+    Parameters
+    ----------
+    num_threads : int
+        CPU threads for XNNPACK and the built-in kernels.
+    xnnpack : bool
+        ``False`` runs the built-in reference kernels only (for comparison benchmarks).
+    """
+    mod = _interpreter_module()
+    kwargs = {"model_path": str(model_path), "num_threads": int(num_threads)}
+    if not xnnpack:
+        kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interp = mod.Interpreter(**kwargs)
+        interp.allocate_tensors()
+    except ValueError as e:
+        raise HeadposeError(f"the interpreter could not load '{model_path}': {e}") from None
+    return interp
+
+
+class TFLiteModel:
+    """One TFLite artifact, run by tensor names.
+
+    Parameters
+    ----------
+    manifest : Manifest
+        A loaded manifest of format ``tflite``.
+    num_threads : int
+    xnnpack : bool
+    """
+
+    def __init__(self, manifest: Manifest, num_threads: int = 1, xnnpack: bool = True):
+        if manifest.format != "tflite":
+            raise ManifestError(f"artifact '{manifest.id}' is {manifest.format}; the device runtime runs tflite "
+                                f"artifacts (convert with --format tflite)")
+        self.manifest = manifest
+        self.num_threads = num_threads
+        self.xnnpack = xnnpack
+        self.interpreter = make_interpreter(manifest.model_path, num_threads, xnnpack)
+        self._bind()
+
+    def _bind(self) -> None:
+        ins = {d["name"]: d for d in self.interpreter.get_input_details()}
+        outs = {d["name"]: d for d in self.interpreter.get_output_details()}
+        name = self.manifest.input.name
+        if name not in ins:
+            raise ManifestError(f"artifact '{self.manifest.id}': input '{name}' is not in the model "
+                                f"(it has {', '.join(ins)}); the manifest does not belong to this file")
+        self._in = ins[name]
+        self._outs: Dict[str, dict] = {}
+        for o in self.manifest.outputs:
+            if o.name not in outs:
+                raise ManifestError(f"artifact '{self.manifest.id}': output '{o.name}' is not in the model "
+                                    f"(it has {', '.join(outs)}); the manifest does not belong to this file")
+            self._outs[o.name] = outs[o.name]
+
+    @property
+    def input_shape(self) -> List[int]:
+        return [int(v) for v in self._in["shape"]]
+
+    def resize_batch(self, batch: int) -> None:
+        """Resize the batch dimension of the input (pose models), re-allocating tensors."""
+        shape = self.input_shape
+        if shape[0] == batch:
+            return
+        shape[0] = batch
+        self.interpreter.resize_tensor_input(self._in["index"], shape, strict=False)
+        self.interpreter.allocate_tensors()
+        self._bind()
+
+    def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        """Run the model.
+
+        Parameters
+        ----------
+        x : ndarray, float32, in the manifest's input shape and layout (batch may differ for pose)
+
+        Returns
+        -------
+        dict: output name -> float32 array
+        """
+        if x.shape[0] != self.input_shape[0]:
+            self.resize_batch(x.shape[0])
+        if list(x.shape[1:]) != self.input_shape[1:]:
+            raise HeadposeError(f"artifact '{self.manifest.id}' expects input {self.input_shape}, got {list(x.shape)}")
+        d = self._in
+        if d["dtype"] != np.float32:
+            scale, zero = d["quantization"]
+            x = np.clip(np.round(x / scale + zero), np.iinfo(d["dtype"]).min, np.iinfo(d["dtype"]).max)
+        self.interpreter.set_tensor(d["index"], np.ascontiguousarray(x, dtype=d["dtype"]))
+        self.interpreter.invoke()
+        out = {}
+        for name, od in self._outs.items():
+            y = self.interpreter.get_tensor(od["index"])
+            if od["dtype"] != np.float32:
+                scale, zero = od["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            out[name] = y.copy()
+        return out
+
+
+def load_model(artifact, num_threads: int = 1, xnnpack: bool = True,
+               expect_task: Optional[str] = None) -> TFLiteModel:
+    """Load an artifact directory (manifest + .tflite) into a :class:`TFLiteModel`."""
+    from .manifest import load_manifest
+    return TFLiteModel(load_manifest(artifact, expect_task=expect_task), num_threads, xnnpack)

@@ -1,0 +1,229 @@
+"""``manifest.json``: the contract between conversion and every runtime.
+
+An artifact is a directory holding one model file and ``manifest.json``. The runtime finds every
+tensor by the name recorded here, never by position or shape. Schema (version 1)::
+
+    {
+      "schema_version": 1,
+      "id": "mobilenetv3_small-224-tflite-int8",       # {model}-{size}-{format}-{precision}
+      "model": "mobilenetv3_small", "task": "head_pose" | "face_detection",
+      "format": "tflite" | "onnx" | "coreml", "precision": "fp32" | "fp16" | "int8" | "dynamic-int8" | ...,
+      "file": "model.tflite", "file_sha256": "...", "file_bytes": 123,
+      "input": {"name", "shape", "layout": "NHWC" | "NCHW", "dtype", "color": "RGB" | "BGR",
+                "mean": [3 floats, pixel units 0..255], "std": [3 floats],
+                "quantization": null | {"scale": float, "zero_point": int}},
+      "outputs": [{"name", "shape", "dtype", "role", "stride": int | null, "quantization": ...}],
+                 # roles: pose "ortho6d"; SCRFD "score" [1,N,1], "bbox" [1,N,4], "kps" [1,N,10]
+      "decode": {...},            # registry decode facts (ortho6d + crop, or scrfd strides/anchors/thresholds)
+      "quantization": {"mode": "none" | "float16" | "dynamic_range" | "full_integer", ...},
+      "source": {"path", "sha256", "kind"},
+      "tools": {"package": "version", ...},
+      "parity": {...},            # figures of the conversion's parity gate
+      "created_utc": "..."
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from .errors import ManifestError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+TASKS = ("head_pose", "face_detection")
+FORMATS = ("onnx", "tflite", "coreml")
+LAYOUTS = ("NHWC", "NCHW")
+
+
+@dataclass
+class TensorSpec:
+    """One input or output tensor of an artifact.
+
+    Attributes
+    ----------
+    name : str
+        Tensor name in the model file (what the interpreter reports).
+    shape : list of int
+        Static shape; the batch dimension of pose models may be resized at run time.
+    dtype : str
+        NumPy dtype name of the tensor as the interpreter sees it (``float32``, ``int8``...).
+    role : str
+        Meaning: ``image`` for inputs; ``ortho6d``, ``score``, ``bbox``, ``kps`` for outputs.
+    stride : int or None
+        SCRFD feature stride of the output, else ``None``.
+    quantization : dict or None
+        ``{"scale": float, "zero_point": int}`` when the tensor itself is quantised.
+    layout, color, mean, std
+        Input only: ``NHWC``/``NCHW``, ``RGB``/``BGR``, normalisation in pixel units (0..255).
+    """
+
+    name: str
+    shape: List[int]
+    dtype: str = "float32"
+    role: str = ""
+    stride: Optional[int] = None
+    quantization: Optional[Dict[str, float]] = None
+    layout: Optional[str] = None
+    color: Optional[str] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("stride", "quantization")}
+
+
+@dataclass
+class Manifest:
+    """Parsed ``manifest.json`` of one artifact (see the module docstring for the schema)."""
+
+    id: str
+    model: str
+    task: str
+    format: str
+    precision: str
+    file: str
+    input: TensorSpec
+    outputs: List[TensorSpec]
+    decode: Dict[str, Any]
+    file_sha256: str = ""
+    file_bytes: int = 0
+    quantization: Dict[str, Any] = field(default_factory=lambda: {"mode": "none"})
+    source: Dict[str, Any] = field(default_factory=dict)
+    tools: Dict[str, str] = field(default_factory=dict)
+    parity: Dict[str, Any] = field(default_factory=dict)
+    created_utc: str = ""
+    schema_version: int = SCHEMA_VERSION
+    directory: Optional[Path] = field(default=None, compare=False, repr=False)
+
+    # -- access -------------------------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        """Absolute path of the model file (the manifest must have been loaded from disk)."""
+        if self.directory is None:
+            raise ManifestError(f"manifest '{self.id}' was not loaded from a directory; no model path")
+        return self.directory / self.file
+
+    def output(self, role: str, stride: Optional[int] = None) -> TensorSpec:
+        """The output with ``role`` (and ``stride`` for SCRFD).
+
+        Raises
+        ------
+        ManifestError
+            When the manifest lists no such output.
+        """
+        for o in self.outputs:
+            if o.role == role and (stride is None or o.stride == stride):
+                return o
+        have = ", ".join(f"{o.role}@{o.stride}" if o.stride else o.role for o in self.outputs)
+        want = f"{role}@{stride}" if stride else role
+        raise ManifestError(f"artifact '{self.id}' has no output '{want}'; it lists: {have}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("directory", "input", "outputs")}
+        d["input"] = self.input.to_dict()
+        d["outputs"] = [o.to_dict() for o in self.outputs]
+        order = ["schema_version", "id", "model", "task", "format", "precision", "file", "file_sha256",
+                 "file_bytes", "input", "outputs", "decode", "quantization", "source", "tools", "parity",
+                 "created_utc"]
+        return {k: d[k] for k in order}
+
+    # -- parsing ------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], where: str = "manifest") -> "Manifest":
+        """Validate and parse a manifest dictionary.
+
+        Raises
+        ------
+        ManifestError
+            Naming the missing or malformed field and what was expected.
+        """
+        if not isinstance(d, dict):
+            raise ManifestError(f"{where}: expected a JSON object, found {type(d).__name__}")
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ManifestError(f"{where}: schema_version {version!r} is not supported (expected "
+                                f"{SCHEMA_VERSION}); re-create the artifact with this version's `headpose convert`")
+        required = ("id", "model", "task", "format", "precision", "file", "input", "outputs", "decode")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}; "
+                                f"re-create the artifact with `headpose convert`")
+        if d["task"] not in TASKS:
+            raise ManifestError(f"{where}: task {d['task']!r} is not one of {', '.join(TASKS)}")
+        if d["format"] not in FORMATS:
+            raise ManifestError(f"{where}: format {d['format']!r} is not one of {', '.join(FORMATS)}")
+        try:
+            inp = TensorSpec(**d["input"])
+            outs = [TensorSpec(**o) for o in d["outputs"]]
+        except TypeError as e:
+            raise ManifestError(f"{where}: malformed tensor description ({e})") from None
+        if inp.layout not in LAYOUTS or inp.mean is None or inp.std is None or inp.color not in ("RGB", "BGR"):
+            raise ManifestError(f"{where}: input must give layout (NHWC/NCHW), color (RGB/BGR), mean and std; "
+                                f"found layout={inp.layout!r} color={inp.color!r}")
+        if not outs:
+            raise ManifestError(f"{where}: lists no outputs")
+        known = {f.name for f in cls.__dataclass_fields__.values()} - {"directory", "input", "outputs"}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        return cls(input=inp, outputs=outs, **kwargs)
+
+
+def artifact_id(model: str, size: int, fmt: str, precision: str) -> str:
+    """The one naming template of artifacts: ``{model}-{size}-{format}-{precision}``."""
+    return f"{model}-{size}-{fmt}-{precision}"
+
+
+def load_manifest(artifact: Union[str, os.PathLike], expect_task: Optional[str] = None) -> Manifest:
+    """Read ``manifest.json`` from an artifact directory (or the manifest file itself).
+
+    Parameters
+    ----------
+    artifact : path
+        Artifact directory, or its ``manifest.json``.
+    expect_task : str, optional
+        ``head_pose`` or ``face_detection``; a mismatch raises (e.g. a pose model passed as detector).
+
+    Raises
+    ------
+    ManifestError
+        Missing directory or manifest, invalid JSON, bad schema, task mismatch, missing model file.
+    """
+    path = Path(artifact)
+    mpath = path if path.name == MANIFEST_NAME else path / MANIFEST_NAME
+    if not mpath.exists():
+        hint = "build one with `headpose convert MODEL --weights PATH --format tflite`"
+        if not path.exists():
+            raise ManifestError(f"artifact '{path}' does not exist; {hint}")
+        raise ManifestError(f"'{path}' holds no {MANIFEST_NAME}: expected an artifact directory; {hint}")
+    try:
+        d = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{mpath}: not valid JSON ({e}); re-create the artifact with `headpose convert`") from None
+    m = Manifest.from_dict(d, where=str(mpath))
+    m.directory = mpath.parent.resolve()
+    if expect_task and m.task != expect_task:
+        raise ManifestError(f"{mpath}: artifact '{m.id}' is a {m.task} model, but a {expect_task} model was "
+                            f"expected here; pass the other artifact")
+    if not m.model_path.exists():
+        raise ManifestError(f"{mpath}: model file '{m.file}' is missing from {m.directory}")
+    return m
+
+
+def write_json_atomic(path: Union[str, os.PathLike], data: Dict[str, Any]) -> None:
+    """Write JSON next to ``path`` under a temporary name, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

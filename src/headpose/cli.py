@@ -1,0 +1,69 @@
+"""``headpose`` command line: one entry point, one sub-command per stage.
+
+Each stage's module exposes ``add_parser(subparsers)``, which registers its sub-command with
+``set_defaults(func=...)``; those modules import their heavy dependencies (torch, TensorFlow)
+only inside the function that runs, so ``headpose --help`` and the device runtime stay light.
+Errors of the :class:`~headpose.runtime.errors.HeadposeError` family print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+# Modules that register sub-commands, in the order they appear in --help.
+STAGES = (
+    "headpose.runtime.cli",
+    "headpose.convert.cli",
+)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from headpose.runtime.registry import format_registry
+    print(format_registry())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from headpose import __version__
+    parser = argparse.ArgumentParser(prog="headpose", description="Real-time head pose estimation on the edge.")
+    parser.add_argument("--version", action="version", version=f"headpose-edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("models", help="list every model the toolkit knows (the registry)")
+    p.set_defaults(func=_models)
+    for name in STAGES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):
+                continue  # a stage this install does not have
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from headpose.runtime.errors import HeadposeError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HeadposeError as e:
+        print(f"headpose {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"headpose {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
