@@ -13,4 +13,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch==2.13.0 is pinned by the convert extra: pip takes the CPU build (a range would pull CUDA).
 .venv/bin/python -m pip install --disable-pip-version-check -q -e ".[convert,bench,dev]"
+# The embedded default detector and sample images: the scrfd==0.3.0 sdist from the package index,
+# checksummed, unpacked into weights/cache/ (see convert/defaults.py). Nothing downloads at test time.
+.venv/bin/python -c "from headpose.convert.defaults import fetch_scrfd_package as f; print('install.sh: default detector in', f())"
 .venv/bin/python -c "import headpose, headpose.runtime, headpose.convert; print('install.sh: headpose-edge', headpose.__version__, 'installed in .venv')"
