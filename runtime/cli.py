@@ -1,0 +1,191 @@
+"""``headpose run``: head pose on a camera, stream, video, image or folder.
+
+This module is imported by ``headpose --help``: at import time it needs only the standard library;
+NumPy, the interpreter and OpenCV are imported inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DETECTOR = ("scrfd_500m", 640, "tflite", "int8")
+DEFAULT_POSE = ("mobilenetv3_small", 224, "tflite", "int8")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _export_dirs() -> List[Path]:
+    """Folders searched for default artifacts, in order."""
+    dirs = []
+    env = os.environ.get("HEADPOSE_WEIGHTS_DIR")
+    if env:
+        dirs.append(Path(env) / "exports")
+    dirs += [Path.cwd() / "weights" / "exports", PROJECT_ROOT / "weights" / "exports"]
+    out = []
+    for d in dirs:
+        if d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def default_artifacts() -> Tuple[Path, Path]:
+    """The detector and pose artifact directories ``headpose run`` uses without ``--detector/--pose``.
+
+    Looks for ``scrfd_500m-640-tflite-int8`` and ``mobilenetv3_small-224-tflite-int8`` under
+    ``$HEADPOSE_WEIGHTS_DIR/exports``, ``./weights/exports`` and the checkout's ``weights/exports``.
+
+    Returns
+    -------
+    (detector_dir, pose_dir) : Path
+
+    Raises
+    ------
+    ManifestError
+        Naming the missing artifact(s) and the exact ``headpose convert`` commands that build them.
+    """
+    from .errors import ManifestError
+    from .manifest import MANIFEST_NAME, artifact_id
+
+    det_id, pose_id = artifact_id(*DEFAULT_DETECTOR), artifact_id(*DEFAULT_POSE)
+    dirs = _export_dirs()
+
+    def find(name: str) -> Optional[Path]:
+        for d in dirs:
+            if (d / name / MANIFEST_NAME).exists():
+                return d / name
+        return None
+
+    det, pose = find(det_id), find(pose_id)
+    if det and pose:
+        return det, pose
+    out = dirs[1] if len(dirs) > 1 else dirs[0]
+    commands = []
+    if det is None:
+        commands.append(f"headpose convert scrfd_500m --weights ../shared/weights/scrfd_500m_bnkps.onnx "
+                        f"--format tflite --precision int8 --out {out}")
+    if pose is None:
+        commands.append(f"headpose convert mobilenetv3_small --weights weights/mobilenetv3_small_fsanet.pt "
+                        f"--format tflite --precision int8 --out {out}")
+    missing = " and ".join(n for n, p in ((det_id, det), (pose_id, pose)) if p is None)
+    raise ManifestError(f"default artifact(s) {missing} not found in {', '.join(str(d) for d in dirs)}; "
+                        f"build them with: {'  ;  '.join(commands)}  (or pass --detector DIR --pose DIR)")
+
+
+def add_parser(sub) -> None:
+    """Register ``headpose run``."""
+    p = sub.add_parser(
+        "run", help="estimate head poses on a camera, stream, video, image or folder",
+        description="Detect faces (SCRFD), track them and estimate each head's yaw/pitch/roll with TFLite "
+                    "artifacts; draw them and/or write JSON lines / CSV.")
+    p.add_argument("--source", required=True,
+                   help="picamera | camera index (0) | rtsp://... or http://... URL | video file | image | folder")
+    p.add_argument("--detector", metavar="DIR", help="SCRFD TFLite artifact directory (default: "
+                   "weights/exports/scrfd_500m-640-tflite-int8)")
+    p.add_argument("--pose", metavar="DIR", help="pose TFLite artifact directory (default: "
+                   "weights/exports/mobilenetv3_small-224-tflite-int8)")
+    p.add_argument("--output", metavar="VIDEO", help="write the annotated video (.mp4 or .avi)")
+    p.add_argument("--jsonl", metavar="FILE", help="write one JSON record per frame")
+    p.add_argument("--csv", metavar="FILE", help="write one CSV row per face")
+    p.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
+    p.add_argument("--threads", type=int, default=1, help="interpreter CPU threads (default 1; 4 on a Pi 4/5)")
+    p.add_argument("--no-xnnpack", dest="xnnpack", action="store_false", help="run without the XNNPACK delegate")
+    p.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="run the detector every N frames, carrying tracked boxes in between (default 1)")
+    p.add_argument("--no-smooth", dest="smooth", action="store_false",
+                   help="turn off the One-Euro smoothing of each track's rotation")
+    p.add_argument("--max-faces", type=int, default=0, metavar="K", help="at most K faces per frame (0 = all)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="detection score threshold (default: the detector manifest's)")
+    p.add_argument("--no-opencv", dest="use_opencv", action="store_false",
+                   help="resize with NumPy even when OpenCV is installed")
+    p.add_argument("--draw", choices=("axis", "cube", "none"), default="axis", help="pose drawing (default axis)")
+    p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0 = all)")
+    p.add_argument("--retries", type=int, default=5, help="retries of a live source that stops delivering frames")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the pipeline over ``args.source``; returns the exit code (130 after Ctrl-C)."""
+    from .estimator import EstimatorOptions, HeadPoseEstimator, STAGES
+    from .sinks import CsvSink, JsonlSink, VideoSink, WindowSink
+    from .sources import open_source
+
+    options = EstimatorOptions(threads=args.threads, xnnpack=args.xnnpack, detect_every=args.detect_every,
+                               smooth=args.smooth, max_faces=args.max_faces, score_threshold=args.score_threshold,
+                               use_opencv=args.use_opencv, draw=args.draw).validate()
+    if args.detector and args.pose:
+        det_dir, pose_dir = Path(args.detector), Path(args.pose)
+    else:
+        d_det, d_pose = default_artifacts()
+        det_dir, pose_dir = Path(args.detector or d_det), Path(args.pose or d_pose)
+
+    est = src = bar = None
+    sinks = []
+    frames = faces_total = 0
+    stage_sum = {k: 0.0 for k in STAGES}
+    interrupted = False
+    t_start = time.perf_counter()
+    try:
+        est = HeadPoseEstimator.from_artifacts(det_dir, pose_dir, options)
+        src = open_source(args.source, retries=args.retries)
+        if args.output:
+            sinks.append(VideoSink(args.output, fps=src.fps))
+        if args.jsonl:
+            sinks.append(JsonlSink(args.jsonl))
+        if args.csv:
+            sinks.append(CsvSink(args.csv))
+        if args.show:
+            sinks.append(WindowSink())
+        need_image = bool(args.output or args.show)
+        if not src.live:
+            try:
+                from tqdm import tqdm
+                total = src.length if not args.max_frames else min(src.length or args.max_frames, args.max_frames)
+                bar = tqdm(total=total, unit="frame", desc=Path(str(args.source)).name, leave=False)
+            except ImportError:
+                bar = None
+        log.info("detector %s, pose %s, source %s", est.detector.manifest.id, est.pose.manifest.id, src.description)
+        t_start = time.perf_counter()
+        for fr in src:
+            t0 = time.perf_counter()
+            faces = est.estimate(fr.image, "BGR", fr.timestamp)
+            ms = (time.perf_counter() - t0) * 1e3
+            frames += 1
+            faces_total += len(faces)
+            for k in STAGES:
+                stage_sum[k] += est.last_timings.get(k, 0.0)
+            image = est.annotate(fr.image, faces) if need_image else None
+            keep_going = True
+            for s in sinks:
+                keep_going = s.write(fr.index, ms, faces, image) and keep_going
+            if bar is not None:
+                bar.update(1)
+            if not keep_going or (args.max_frames and frames >= args.max_frames):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        wall = time.perf_counter() - t_start
+        if bar is not None:
+            bar.close()
+        for s in sinks:  # renames the finished files into place, also after Ctrl-C
+            try:
+                s.close()
+            except Exception as e:  # keep closing the others
+                log.error("closing %s failed: %s", type(s).__name__, e)
+        if src is not None:
+            src.close()
+        if est is not None:
+            est.close()
+    fps = frames / wall if wall > 0 and frames else 0.0
+    per = ", ".join(f"{k} {stage_sum[k] / frames:.1f}" for k in STAGES) if frames else "-"
+    print(f"headpose run: {frames} frames, {faces_total} faces, {fps:.1f} FPS end-to-end ({wall:.1f} s); "
+          f"mean ms per frame: {per}" + (" (interrupted)" if interrupted else ""))
+    return 130 if interrupted else 0

@@ -1,0 +1,139 @@
+"""SCRFD face detection with a TFLite artifact: letterbox, normalise, run, decode - all per manifest.
+
+Every fact comes from the artifact's ``manifest.json``: the input size, layout, colour order and
+normalisation; which output tensor (by name) is the score, box or keypoint map of which stride;
+the strides, anchors per cell and thresholds. Decoding is :func:`~headpose.runtime.scrfd.decode_scrfd`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import ManifestError
+from .interpreter import TFLiteModel
+from .manifest import Manifest, load_manifest
+from .preprocess import as_three_channels, letterbox, normalise, to_color
+from .scrfd import decode_scrfd, outputs_by_role
+
+log = logging.getLogger(__name__)
+
+SCRFD_ROLES = ("score", "bbox", "kps")
+
+
+def input_hw(manifest: Manifest) -> Tuple[int, int]:
+    """(height, width) of an image input from its manifest shape and layout."""
+    shape = list(manifest.input.shape)
+    if len(shape) != 4:
+        raise ManifestError(f"artifact '{manifest.id}': input shape {shape} is not 4-D (N, H, W, C or N, C, H, W)")
+    h, w = (shape[1], shape[2]) if manifest.input.layout == "NHWC" else (shape[2], shape[3])
+    if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
+        raise ManifestError(f"artifact '{manifest.id}': input shape {shape} has no fixed height and width")
+    return int(h), int(w)
+
+
+class FaceDetector:
+    """SCRFD detector over a TFLite artifact.
+
+    Parameters
+    ----------
+    artifact : path or Manifest
+        Artifact directory (``manifest.json`` + ``.tflite``) of task ``face_detection``.
+    num_threads : int
+        Interpreter CPU threads.
+    xnnpack : bool
+        Use the XNNPACK delegate.
+    score_threshold : float, optional
+        Overrides the manifest's ``decode.score_threshold``.
+    max_faces : int
+        Keep at most this many faces (highest score first); 0 keeps all.
+    use_opencv : bool
+        Resize with OpenCV when installed (same geometry as the NumPy path, <= 1 grey level apart).
+
+    Attributes
+    ----------
+    last_timings : dict
+        ms of the last :meth:`detect`: ``detector_preprocess``, ``detector``, ``decode``.
+    """
+
+    def __init__(self, artifact: Union[str, os.PathLike, Manifest], num_threads: int = 1, xnnpack: bool = True,
+                 score_threshold: Optional[float] = None, max_faces: int = 0, use_opencv: bool = True):
+        m = artifact if isinstance(artifact, Manifest) else load_manifest(artifact, expect_task="face_detection")
+        if m.task != "face_detection":
+            raise ManifestError(f"artifact '{m.id}' is a {m.task} model, but a face_detection model was expected "
+                                f"as the detector; pass the SCRFD artifact")
+        dec = m.decode or {}
+        if dec.get("kind") != "scrfd":
+            raise ManifestError(f"artifact '{m.id}': decode kind {dec.get('kind')!r} is not 'scrfd'; this "
+                                f"runtime decodes SCRFD detectors only")
+        missing = [k for k in ("strides", "anchors_per_cell", "score_threshold", "nms_threshold") if k not in dec]
+        if missing:
+            raise ManifestError(f"artifact '{m.id}': decode lacks {', '.join(missing)}; re-create it with "
+                                f"`headpose convert`")
+        self.manifest = m
+        self.input_size = input_hw(m)
+        self.strides = tuple(int(s) for s in dec["strides"])
+        self.num_anchors = int(dec["anchors_per_cell"])
+        self.score_threshold = float(dec["score_threshold"] if score_threshold is None else score_threshold)
+        self.nms_threshold = float(dec["nms_threshold"])
+        self.max_faces = int(max_faces)
+        self.use_opencv = bool(use_opencv)
+        self.roles: Dict[str, Tuple[str, int]] = {}
+        for o in m.outputs:
+            if o.role in SCRFD_ROLES:
+                if o.stride is None:
+                    raise ManifestError(f"artifact '{m.id}': output '{o.name}' ({o.role}) has no stride")
+                self.roles[o.name] = (o.role, int(o.stride))
+        have = set(self.roles.values())
+        lacking = [f"{r}@{s}" for s in self.strides for r in ("score", "bbox") if (r, s) not in have]
+        if lacking:
+            raise ManifestError(f"artifact '{m.id}': no output for {', '.join(lacking)}; the manifest must map "
+                                f"every stride's score and bbox tensor by name")
+        self.model = TFLiteModel(m, num_threads, xnnpack)
+        self.last_timings = {"detector_preprocess": 0.0, "detector": 0.0, "decode": 0.0}
+
+    def preprocess(self, frame: np.ndarray, color: str = "BGR") -> Tuple[np.ndarray, float]:
+        """Letterboxed, normalised input (1, H, W, 3) or (1, 3, H, W) float32, and the letterbox scale."""
+        canvas, scale = letterbox(frame, self.input_size, self.use_opencv)
+        inp = self.manifest.input
+        x = normalise(to_color(canvas, color, inp.color), inp.mean, inp.std)
+        x = x[None] if inp.layout == "NHWC" else x.transpose(2, 0, 1)[None]
+        return np.ascontiguousarray(x), scale
+
+    def raw(self, x: np.ndarray) -> Dict[Tuple[str, int], np.ndarray]:
+        """Run the interpreter; ``(role, stride) -> float32 array``."""
+        return outputs_by_role(self.model(x), self.roles)
+
+    def decode(self, outputs: Dict[Tuple[str, int], np.ndarray], scale: float) -> Tuple[np.ndarray, np.ndarray]:
+        """Boxes and keypoints in frame pixels (see :func:`~headpose.runtime.scrfd.decode_scrfd`)."""
+        return decode_scrfd(outputs, self.input_size, self.strides, self.num_anchors, self.score_threshold,
+                            self.nms_threshold, scale, self.max_faces)
+
+    def detect(self, frame: np.ndarray, color: str = "BGR") -> Tuple[np.ndarray, np.ndarray]:
+        """Find the faces of one frame.
+
+        Parameters
+        ----------
+        frame : ndarray, (H, W, 3) uint8 (grey and 4-channel frames are converted)
+        color : ``"BGR"`` or ``"RGB"``, the frame's channel order
+
+        Returns
+        -------
+        dets : ndarray, (K, 5), float32: x1, y1, x2, y2, score in frame pixels, best first
+        kps : ndarray, (K, 5, 2), float32: eyes, nose, mouth corners in frame pixels
+        """
+        frame = as_three_channels(frame)
+        t0 = time.perf_counter()
+        x, scale = self.preprocess(frame, color)
+        t1 = time.perf_counter()
+        out = self.raw(x)
+        t2 = time.perf_counter()
+        dets, kps = self.decode(out, scale)
+        t3 = time.perf_counter()
+        self.last_timings = {"detector_preprocess": (t1 - t0) * 1e3, "detector": (t2 - t1) * 1e3,
+                             "decode": (t3 - t2) * 1e3}
+        return dets, kps
