@@ -1,0 +1,350 @@
+"""End-to-end pipeline latency on a real video: per stage, per frame, FPS, faces per frame.
+
+Two pipelines run over the same frames of the same video:
+
+- ``litert``: our :class:`~headpose.runtime.estimator.HeadPoseEstimator` (TFLite artifacts in LiteRT,
+  batched pose over all faces, IoU tracking with ``detect_every``, One-Euro smoothing).
+- ``onnxruntime``: the upstream yakhyo/head-pose-estimation inference style on the same models'
+  ONNX files: SCRFD in an ONNX Runtime session, then one ONNX Runtime pose call per face with the
+  crop made by ``cv2.resize`` (:class:`OrtYakhyoPipeline`), no tracking or smoothing.
+
+A frame's end-to-end latency is capture (decoding the next video frame) + the pipeline call +
+drawing the result onto the frame; FPS is measured frames / the wall time of the measured loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..runtime.draw import annotate
+from ..runtime.errors import InputError
+from ..runtime.manifest import load_manifest
+from ..runtime.preprocess import expand_box
+from ..runtime.rotation import euler_from_rotation, rotation_from_6d
+from ..runtime.scrfd import decode_scrfd
+from .stats import BUDGETS, fps, summarize, verdict
+
+log = logging.getLogger(__name__)
+
+# Stage names of a pipeline entry, in pipeline order.
+STAGES = ("capture", "detector_preprocess", "detector", "decode", "crop", "pose", "smoothing", "draw")
+
+
+# -- memory ------------------------------------------------------------------------------------------
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux ``/proc/self/clear_refs``); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (``VmHWM``, else ``ru_maxrss``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(ru / (1024.0 * 1024.0) if ru > 1 << 32 else ru / 1024.0, 1)  # bytes on macOS, KiB on Linux
+
+
+# -- the upstream-style ONNX Runtime pipeline -----------------------------------------------------------
+@dataclass
+class SimpleFace:
+    """A face of the baseline pipeline (what :func:`~headpose.runtime.draw.annotate` needs)."""
+
+    track_id: int
+    box: np.ndarray
+    score: float
+    yaw: float
+    pitch: float
+    roll: float
+
+
+class OrtYakhyoPipeline:
+    """SCRFD + pose in ONNX Runtime, one pose call per face, as the upstream inference script does.
+
+    Parameters
+    ----------
+    detector_onnx, pose_onnx : path
+        ONNX artifact directories (``manifest.json`` + ``model.onnx``) of the same models the LiteRT
+        pipeline runs; tensors are found by their manifest names.
+    threads : int
+        ``intra_op_num_threads`` of both sessions.
+
+    Attributes
+    ----------
+    last_timings : dict
+        ms of the last call per stage (``detector_preprocess``, ``detector``, ``decode``, ``crop``
+        = all per-face preprocessing, ``pose`` = all per-face session runs).
+    """
+
+    def __init__(self, detector_onnx, pose_onnx, threads: int = 1):
+        import cv2
+        from .model_latency import ort_session
+        self.cv2 = cv2
+        self.det_m = load_manifest(detector_onnx, expect_task="face_detection")
+        self.pose_m = load_manifest(pose_onnx, expect_task="head_pose")
+        for m in (self.det_m, self.pose_m):
+            if m.format != "onnx":
+                raise InputError(f"the ONNX Runtime baseline needs onnx artifacts; '{m.id}' is {m.format}")
+        self.det = ort_session(self.det_m.model_path, threads)
+        self.pose = ort_session(self.pose_m.model_path, threads)
+        d = self.det_m.decode
+        self.strides, self.anchors = list(d["strides"]), int(d["anchors_per_cell"])
+        self.score_threshold, self.nms_threshold = float(d["score_threshold"]), float(d["nms_threshold"])
+        self.det_roles = {o.name: (o.role, int(o.stride)) for o in self.det_m.outputs if o.stride is not None}
+        self.det_names = list(self.det_roles)
+        inp = self.det_m.input
+        self.det_hw = (inp.shape[2], inp.shape[3]) if inp.layout == "NCHW" else (inp.shape[1], inp.shape[2])
+        self.det_nchw = inp.layout == "NCHW"
+        p = self.pose_m.input
+        self.pose_hw = (p.shape[2], p.shape[3]) if p.layout == "NCHW" else (p.shape[1], p.shape[2])
+        self.pose_nchw = p.layout == "NCHW"
+        self.pose_out = self.pose_m.output("ortho6d").name
+        self.margin = float(self.pose_m.decode.get("crop", {}).get("margin", 0.2))
+        self.last_timings: Dict[str, float] = {}
+
+    def _det_blob(self, frame: np.ndarray) -> Tuple[np.ndarray, float]:
+        cv2 = self.cv2
+        ih, iw = self.det_hw
+        h, w = frame.shape[:2]
+        if h / w > ih / iw:
+            nh, nw = ih, int(ih / (h / w))
+        else:
+            nw, nh = iw, int(iw * (h / w))
+        canvas = np.zeros((ih, iw, 3), np.uint8)
+        canvas[:nh, :nw] = cv2.resize(frame, (nw, nh))
+        inp = self.det_m.input
+        rgb = inp.color == "RGB"
+        x = cv2.dnn.blobFromImage(canvas, 1.0 / float(inp.std[0]), (iw, ih), tuple(float(v) for v in inp.mean),
+                                  swapRB=rgb)
+        return (x if self.det_nchw else x.transpose(0, 2, 3, 1)), nh / h
+
+    def __call__(self, frame: np.ndarray) -> List[SimpleFace]:
+        cv2 = self.cv2
+        t0 = time.perf_counter()
+        blob, scale = self._det_blob(frame)
+        t1 = time.perf_counter()
+        outs = self.det.run(self.det_names, {self.det_m.input.name: blob})
+        t2 = time.perf_counter()
+        raw = {self.det_roles[n]: o for n, o in zip(self.det_names, outs)}
+        dets, _ = decode_scrfd(raw, self.det_hw, self.strides, self.anchors, self.score_threshold,
+                               self.nms_threshold, scale)
+        t3 = time.perf_counter()
+        crop_ms = pose_ms = 0.0
+        faces: List[SimpleFace] = []
+        h, w = frame.shape[:2]
+        p = self.pose_m.input
+        mean, std = np.asarray(p.mean, np.float32), np.asarray(p.std, np.float32)
+        for i, det in enumerate(dets):
+            a = time.perf_counter()
+            x1, y1, x2, y2 = expand_box(det[:4], self.margin)
+            crop = frame[y1:min(y2, h), x1:min(x2, w)]
+            if crop.size == 0:
+                continue
+            img = cv2.resize(crop, (self.pose_hw[1], self.pose_hw[0]))
+            if p.color == "RGB":
+                img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            x = (img.astype(np.float32) - mean) / std
+            x = x.transpose(2, 0, 1)[None] if self.pose_nchw else x[None]
+            b = time.perf_counter()
+            v6 = self.pose.run([self.pose_out], {p.name: np.ascontiguousarray(x)})[0]
+            c = time.perf_counter()
+            eul = euler_from_rotation(rotation_from_6d(v6.reshape(-1, 6))).reshape(-1, 3)[0]
+            faces.append(SimpleFace(i + 1, det[:4], float(det[4]), yaw=float(eul[1]), pitch=float(eul[0]),
+                                    roll=float(eul[2])))
+            crop_ms += (b - a) * 1e3
+            pose_ms += (c - b) * 1e3 + (time.perf_counter() - c) * 1e3
+        self.last_timings = {"detector_preprocess": (t1 - t0) * 1e3, "detector": (t2 - t1) * 1e3,
+                             "decode": (t3 - t2) * 1e3, "crop": crop_ms, "pose": pose_ms, "smoothing": 0.0}
+        return faces
+
+    def reset(self) -> None:
+        """Nothing to forget (no tracking); present for symmetry with the estimator."""
+
+
+# -- the measured loop ----------------------------------------------------------------------------------
+@dataclass
+class PipelineSpec:
+    """One pipeline configuration to measure.
+
+    Attributes
+    ----------
+    backend : ``"litert"`` or ``"onnxruntime"``
+    detector, pose : artifact directories (tflite for litert, onnx for onnxruntime)
+    threads, xnnpack, detect_every : run settings (xnnpack and detect_every apply to litert)
+    """
+
+    backend: str
+    detector: Path
+    pose: Path
+    threads: int = 1
+    xnnpack: bool = True
+    detect_every: int = 1
+    smooth: bool = True
+    draw: str = "axis"
+
+    @property
+    def key(self) -> str:
+        pm = load_manifest(self.pose)
+        xnn = ("xnn" if self.xnnpack else "noxnn") if self.backend == "litert" else "-"
+        return f"{self.backend}|{pm.model}|{pm.precision}|t{self.threads}|de{self.detect_every}|{xnn}"
+
+
+def build_pipeline(spec: PipelineSpec):
+    """Load a pipeline: returns ``(process(frame) -> faces, timings(), reset(), draw(frame, faces))``."""
+    if spec.backend == "litert":
+        from ..runtime.estimator import EstimatorOptions, HeadPoseEstimator
+        opts = EstimatorOptions(threads=spec.threads, xnnpack=spec.xnnpack, detect_every=spec.detect_every,
+                                smooth=spec.smooth, draw=spec.draw)
+        est = HeadPoseEstimator.from_artifacts(spec.detector, spec.pose, opts)
+        return est.estimate, (lambda: est.last_timings), est.reset, est.annotate
+    if spec.backend == "onnxruntime":
+        if spec.detect_every != 1:
+            raise InputError("the ONNX Runtime baseline detects on every frame (upstream has no tracking): "
+                             "use detect_every 1 for it")
+        pipe = OrtYakhyoPipeline(spec.detector, spec.pose, spec.threads)
+        mode = spec.draw
+
+        def draw(frame, faces):
+            return annotate(frame, faces, mode, "BGR", True, pipe.margin)
+        return pipe, (lambda: pipe.last_timings), pipe.reset, draw
+    raise InputError(f"pipeline backend must be 'litert' or 'onnxruntime', found {spec.backend!r}")
+
+
+class VideoFrames:
+    """Frames of a video in order, read (and timed) on demand; ``loop=True`` restarts at the end."""
+
+    def __init__(self, video, limit: Optional[int] = None, loop: bool = False):
+        import cv2
+        self.cv2, self.video, self.limit, self.loop = cv2, str(video), limit, loop
+        self.cap = cv2.VideoCapture(self.video)
+        if not self.cap.isOpened():
+            raise InputError(f"video '{video}' could not be opened: expected a video file OpenCV can decode")
+        self.count = 0
+
+    def read(self) -> Optional[np.ndarray]:
+        """The next frame (BGR uint8) or None at the end / the limit."""
+        if self.limit is not None and self.count >= self.limit:
+            return None
+        ok, frame = self.cap.read()
+        if not ok and self.loop and self.count > 0:
+            self.cap.release()
+            self.cap = self.cv2.VideoCapture(self.video)
+            ok, frame = self.cap.read()
+        if not ok:
+            return None
+        self.count += 1
+        return frame
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def measure_pipeline(spec: PipelineSpec, video, frames: Optional[int] = 100, warmup: int = 3,
+                     progress: Optional[Callable[[int], None]] = None, budgets: Dict[str, float] = BUDGETS,
+                     duration_s: Optional[float] = None, on_frame: Optional[Callable[[float], None]] = None,
+                     keep_samples: bool = True) -> Dict[str, object]:
+    """Run one pipeline over the first ``frames`` frames of ``video`` and summarise it.
+
+    Parameters
+    ----------
+    frames : int or None
+        Measured frames (None: the whole video). Ignored when ``duration_s`` is given.
+    warmup : int
+        Untimed calls on the first frame before measuring (then the tracker state is reset, so the
+        measured run starts from frame 0 like every other configuration).
+    duration_s : float, optional
+        Sustained mode: loop the video for this many seconds.
+    on_frame : callable, optional
+        Called with each frame's end-to-end ms (the sustained recorder).
+
+    Returns
+    -------
+    dict
+        A ``pipelines`` entry of the result schema.
+    """
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    process, timings, reset, draw = build_pipeline(spec)
+    load_ms = (time.perf_counter() - t0) * 1000.0
+    src = VideoFrames(video, limit=None if duration_s else frames, loop=bool(duration_s))
+    first = src.read()
+    if first is None:
+        raise InputError(f"video '{video}' yielded no frames")
+    t0 = time.perf_counter()
+    process(first)
+    first_ms = (time.perf_counter() - t0) * 1000.0
+    for _ in range(max(0, warmup - 1)):
+        process(first)
+    reset()
+    src.close()
+    src = VideoFrames(video, limit=None if duration_s else frames, loop=bool(duration_s))
+    per_stage: Dict[str, List[float]] = {k: [] for k in STAGES}
+    e2e: List[float] = []
+    faces_n: List[int] = []
+    t_end = time.perf_counter() + duration_s if duration_s else None
+    wall0 = time.perf_counter()
+    try:
+        while True:
+            a = time.perf_counter()
+            frame = src.read()
+            if frame is None:
+                break
+            b = time.perf_counter()
+            faces = process(frame)
+            c = time.perf_counter()
+            draw(frame, faces)
+            d = time.perf_counter()
+            st = timings()
+            per_stage["capture"].append((b - a) * 1e3)
+            for k in STAGES[1:-1]:
+                per_stage[k].append(float(st.get(k, 0.0)))
+            per_stage["draw"].append((d - c) * 1e3)
+            e2e.append((d - a) * 1e3)
+            faces_n.append(len(faces))
+            if progress:
+                progress(1)
+            if on_frame:
+                on_frame(e2e[-1])
+            if t_end is not None and d >= t_end:
+                break
+    finally:
+        src.close()
+    wall = time.perf_counter() - wall0
+    if not e2e:
+        raise InputError(f"no frames were measured from '{video}'")
+    dm, pm = load_manifest(spec.detector), load_manifest(spec.pose)
+    e2e_stats = summarize(e2e)
+    rate = fps(len(e2e), wall)
+    entry: Dict[str, object] = {
+        "key": spec.key, "backend": spec.backend,
+        "style": "headpose" if spec.backend == "litert" else "yakhyo-onnxruntime",
+        "detector": dm.id, "detector_sha256": dm.file_sha256, "pose": pm.id, "pose_sha256": pm.file_sha256,
+        "model": pm.model, "precision": pm.precision, "detector_precision": dm.precision,
+        "threads": spec.threads, "xnnpack": spec.xnnpack if spec.backend == "litert" else None,
+        "detect_every": spec.detect_every, "smooth": spec.smooth if spec.backend == "litert" else False,
+        "draw": spec.draw, "frames": len(e2e), "faces_total": int(sum(faces_n)),
+        "faces_per_frame": {"mean": round(float(np.mean(faces_n)), 3), "max": int(max(faces_n))},
+        "load_ms": round(load_ms, 3), "first_frame_ms": round(first_ms, 3), "peak_rss_mb": peak_rss_mb(),
+        "stages": {k: summarize(v) for k, v in per_stage.items() if v},
+        "end_to_end": e2e_stats, "wall_s": round(wall, 3), "fps": rate,
+        "verdict": verdict(rate, e2e_stats["p99"], budgets),
+    }
+    if keep_samples:
+        entry["samples_ms"] = [round(v, 3) for v in e2e]
+        entry["faces_per_frame_series"] = faces_n
+    return entry
