@@ -6,6 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# --- android_demo (issue 7): a JDK for tests/android, which compiles android_demo/core with javac
+# (Debian's kotlin package is 1.3, too old, so the core module is plain Java 11). Installed from
+# Debian's packages when running as root with apt-get (CI); elsewhere tests/android skips, saying
+# why. Set HEADPOSE_NO_APT=1 to leave system packages alone.
+if ! command -v javac >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${HEADPOSE_NO_APT:-0}" != 1 ]; then
+    echo "install.sh: installing a JDK (openjdk-17-jdk-headless) for the android_demo core test"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      openjdk-17-jdk-headless \
+      || echo "install.sh: WARNING: JDK install failed; tests/android will be skipped" >&2
+  else
+    echo "install.sh: no javac and not root with apt-get: tests/android will be skipped" \
+         "(install openjdk-17-jdk-headless to run it)" >&2
+  fi
+fi
+# --- end android_demo
+
 PY="${HEADPOSE_PYTHON:-$(command -v python3.11 || command -v python3)}"
 if [ ! -x .venv/bin/python ]; then
   echo "install.sh: creating .venv with $PY"
