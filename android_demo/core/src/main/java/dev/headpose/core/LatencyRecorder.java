@@ -83,6 +83,16 @@ public final class LatencyRecorder {
         return endToEnd.size() / ((lastNanos - firstNanos) / 1e9);
     }
 
+    /** Every sample of {@code stage} so far (milliseconds), or of {@code end_to_end}. */
+    public double[] samples(String stage) {
+        List<Double> l = "end_to_end".equals(stage) ? endToEnd : stages.get(stage);
+        if (l == null) {
+            throw new HeadposeException.InputException("unknown stage '" + stage + "': expected end_to_end or one of "
+                    + String.join(", ", STAGES));
+        }
+        return arr(l);
+    }
+
     /** Recent mean of a stage over its last {@code n} samples (for the on-screen overlay), NaN if none. */
     public double recentMean(String stage, int n) {
         List<Double> l = "end_to_end".equals(stage) ? endToEnd : stages.get(stage);
