@@ -63,6 +63,9 @@ def add_parser(sub) -> None:
     p.add_argument("--detector-weights", default=None, help="SCRFD ONNX file (default ../shared/weights)")
     p.add_argument("--note", action="append", default=[], help="free text recorded in the result (repeatable)")
     p.add_argument("--no-samples", action="store_true", help="do not store raw per-run/per-frame timings")
+    p.add_argument("--artifact", action="append", default=[], metavar="DIR",
+                   help="model-only latency of these artifact directories only (tflite or onnx; repeatable): "
+                        "no matrix, no pipelines")
     p.set_defaults(func=run_bench)
 
     r = sub.add_parser("bench-report", help="merge bench result JSONs into Markdown/CSV tables, PNG plots and diffs")
@@ -98,13 +101,13 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..runtime.errors import InputError
-    from ..runtime.manifest import load_manifest, write_json_atomic
+    from ..runtime.manifest import load_manifest
     from ..runtime.registry import get_spec
     from . import artifacts as art
     from . import model_latency as ml
     from . import pipeline_latency as pl
     from .fingerprint import fingerprint
-    from .schema import SCHEMA_NAME, SCHEMA_VERSION, check
+    from .schema import SCHEMA_NAME, SCHEMA_VERSION
     from .stats import BUDGETS, parse_duration, parse_int_list, parse_list, ratio
     from .sustained import SustainedRecorder, sensors_available, summarize_windows
 
@@ -130,6 +133,9 @@ def run_bench(args: argparse.Namespace) -> int:
     device = fingerprint(args.device_name)
     run_id = f"{device['name']}-{started.strftime('%Y%m%dT%H%M%SZ')}"
     load_start = _loadavg()
+
+    if args.artifact:
+        return _bench_artifacts(args, device, run_id, started, load_start, threads, xnn)
 
     # -- artifacts ------------------------------------------------------------------------------
     pw = _pose_weights_map(args.pose_weights)
@@ -289,13 +295,76 @@ def run_bench(args: argparse.Namespace) -> int:
         "sustained": sustained,
         "notes": notes,
     }
-    check(result, where=f"run {run_id}")
-    out = Path(args.out)
+    _write(result, args.out)
+    return 0
+
+
+def _write(result: dict, out_dir) -> Path:
+    """Validate, write ``<out>/<run_id>.json`` atomically (a new name if taken), print the summary."""
+    from ..runtime.manifest import write_json_atomic
+    from .schema import check
+    check(result, where=f"run {result['run_id']}")
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{run_id}.json"
+    path, n = out / f"{result['run_id']}.json", 1
+    while path.exists():
+        n += 1
+        path = out / f"{result['run_id']}-{n}.json"
+    if n > 1:
+        result["run_id"] = path.stem
     write_json_atomic(path, result)
+    from .report import file_mode
+    os.chmod(path, file_mode())  # the atomic writer's temporary file is 0600
     print_summary(result)
     print(f"\nresult: {path}")
+    return path
+
+
+def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn) -> int:
+    """``--artifact DIR ...``: model-only latency of the given artifacts, nothing else."""
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..runtime.manifest import load_manifest
+    from . import model_latency as ml
+    from .schema import SCHEMA_NAME, SCHEMA_VERSION
+    from .stats import BUDGETS
+    dirs = [Path(a) for a in args.artifact]
+    mans = [load_manifest(d) for d in dirs]
+    video = Path(args.video) if args.video else (DEFAULT_VIDEO if DEFAULT_VIDEO.exists() else None)
+    frame0 = ml.first_frame(video) if video is not None else None
+    n = sum(len(threads) * (len(xnn) if m.format == "tflite" else 1) for m in mans)
+    bar = tqdm(total=n * (args.runs if not args.seconds else 1), desc="bench", unit="it", file=sys.stderr,
+               dynamic_ncols=True)
+    runs_each = args.runs if not args.seconds else 0
+    entries = []
+    for d, m in zip(dirs, mans):
+        for t in threads:
+            for x in (xnn if m.format == "tflite" else [None]):
+                bar.set_postfix_str(f"{m.id} t{t}")
+                r = ml.litert_runner(d, t, x, frame0) if m.format == "tflite" else ml.onnx_runner(d, t, frame0)
+                entries.append(ml.measure(r, args.warmup, args.runs, args.seconds,
+                                          bar.update if runs_each else None, not args.no_samples))
+                if not runs_each:
+                    bar.update(1)
+    bar.close()
+    load_end = _loadavg()
+    result = {
+        "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "run_id": run_id,
+        "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tool": {"name": "headpose bench", "version": __version__,
+                 "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+        "device": device, "load": {"loadavg_start": load_start, "loadavg_end": load_end},
+        "budgets": dict(BUDGETS),
+        "settings": {"artifacts": [str(d) for d in dirs], "threads": threads, "xnnpack": xnn, "warmup": args.warmup,
+                     "runs": args.runs, "seconds": args.seconds, "input": str(video) if frame0 is not None else "seeded random"},
+        "artifacts": [{"id": m.id, "model": m.model, "task": m.task, "format": m.format, "precision": m.precision,
+                       "file_sha256": m.file_sha256, "file_bytes": m.file_bytes, "path": str(d)}
+                      for d, m in zip(dirs, mans)],
+        "model_latency": entries, "pipelines": [], "comparisons": [], "sustained": None,
+        "notes": list(args.note) + [f"load average at start {load_start}, at end {load_end}"],
+    }
+    _write(result, args.out)
     return 0
 
 

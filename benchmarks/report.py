@@ -7,7 +7,8 @@ Outputs (under ``--out``):
   baseline, and a regression/improvement diff wherever two runs of one device measured the same
   configuration.
 - ``report.csv``: every row of the pipeline and model-only tables (``kind`` column).
-- ``latency_<device>.png`` (end-to-end latency distribution per configuration) and
+- ``latency_<device>.png`` (end-to-end latency distribution per configuration),
+  ``model_latency_<device>.png`` (model-only latency per artifact configuration) and
   ``fps_per_device.png``, when matplotlib (the ``bench`` extra) is installed; the text outputs
   never need it.
 """
@@ -251,6 +252,7 @@ def render_plots(results: Sequence[dict], out_dir: Path) -> List[Path]:
 
     - ``latency_<device>.png``: box plots of end-to-end latency per configuration (latest run of
       each configuration on that device), with the p99 budget line.
+    - ``model_latency_<device>.png``: box plots of model-only latency per runtime/model/precision/threads.
     - ``fps_per_device.png``: FPS per configuration, one bar per device, with the FPS budget line.
     """
     if not plotting_available():
@@ -272,7 +274,7 @@ def render_plots(results: Sequence[dict], out_dir: Path) -> List[Path]:
             continue
         labels = [f"{r['backend']} {r['model']} {r['precision']} t{r['threads']} de{r['detect_every']}" for r in rs]
         fig, ax = plt.subplots(figsize=(8, 0.35 * len(rs) + 1.5), dpi=80)
-        ax.boxplot([r["samples"] for r in rs], vert=False, labels=labels, whis=(1, 99), showfliers=False)
+        _boxplot(ax, [r["samples"] for r in rs], labels)
         ax.axvline(budgets.get("p99_ms_max", 100), color="red", linestyle="--", linewidth=1, label="p99 budget")
         ax.set_xlabel("end-to-end latency per frame (ms); whiskers p1-p99")
         ax.set_title(f"{dev}: latency per configuration")
@@ -280,6 +282,22 @@ def render_plots(results: Sequence[dict], out_dir: Path) -> List[Path]:
         ax.tick_params(axis="y", labelsize=7)
         fig.tight_layout()
         written.append(_save(fig, out_dir / f"latency_{_slug(dev)}.png"))
+        plt.close(fig)
+    mlatest: Dict[Tuple[str, str], Dict[str, object]] = OrderedDict()
+    for r in sorted(latency_rows(results), key=lambda x: (str(x["created"]), str(x["run"]))):
+        mlatest[(r["device"], r["key"])] = r
+    for dev in list(OrderedDict.fromkeys(d for d, _ in mlatest)):
+        rs = [r for (d, _), r in mlatest.items() if d == dev and r.get("samples")]
+        if not rs:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(rs) + 1.5), dpi=80)
+        _boxplot(ax, [r["samples"] for r in rs], [r["key"].replace("|", " ") for r in rs])
+        ax.set_xscale("log")
+        ax.set_xlabel("model-only latency per call (ms, log scale); whiskers p1-p99")
+        ax.set_title(f"{dev}: model-only latency")
+        ax.tick_params(axis="y", labelsize=7)
+        fig.tight_layout()
+        written.append(_save(fig, out_dir / f"model_latency_{_slug(dev)}.png"))
         plt.close(fig)
     if latest:
         keys = list(OrderedDict.fromkeys(k for _, k in latest))
@@ -301,11 +319,25 @@ def render_plots(results: Sequence[dict], out_dir: Path) -> List[Path]:
     return written
 
 
+def file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _boxplot(ax, data: List[List[float]], labels: List[str]) -> None:
+    """Horizontal box plots, whiskers at p1/p99, labels set on the axis (works across matplotlib versions)."""
+    ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False)
+    ax.set_yticks(range(1, len(labels) + 1))
+    ax.set_yticklabels(labels)
+
+
 def _save(fig, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600; results are shared files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -320,6 +352,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600; reports are shared files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,5 +1,7 @@
 """The versioned result schema of ``headpose bench`` (one JSON file per run).
 
+The full documentation is ``benchmarks/SCHEMA.md``; this docstring is its outline.
+
 Phones (``android_demo/``, ``ios_notes/``) and other tools write the same schema. The smallest valid
 file is the **device-only subset**: ``schema``, ``schema_version``, ``device`` (at least ``name``,
 ``os``, ``arch``) and ``model_latency`` (each entry at least ``model``, ``precision``, ``format``,
