@@ -19,6 +19,7 @@ STAGES = (
     "headpose.runtime.cli",
     "headpose.convert.cli",
     "headpose.benchmarks.cli",
+    "headpose.convert.distill_cli",
 )
 
 
