@@ -28,24 +28,24 @@ class AssetArtifact(val dir: String, val manifest: Manifest) {
                     "'${manifest.file}'; copy the whole artifact folder and keep noCompress \"tflite\""
             )
         }
-        fd.use {
-            FileInputStream(it.fileDescriptor).use { stream ->
-                val buf = stream.channel.map(FileChannel.MapMode.READ_ONLY, it.startOffset, it.declaredLength)
-                if (manifest.fileSha256.isNotEmpty()) {
-                    val digest = MessageDigest.getInstance("SHA-256")
-                    digest.update(buf.duplicate())
-                    val found = digest.digest().joinToString("") { b -> "%02x".format(b) }
-                    if (found != manifest.fileSha256) {
-                        throw HeadposeException.ManifestException(
-                            "'$path' has SHA-256 $found but its manifest expects ${manifest.fileSha256}: " +
-                                "the model file and manifest.json come from different conversions; copy the " +
-                                "artifact folder again"
-                        )
-                    }
-                }
-                return buf
+        val buf: MappedByteBuffer = fd.use { afd ->
+            FileInputStream(afd.fileDescriptor).use { stream ->
+                stream.channel.map(FileChannel.MapMode.READ_ONLY, afd.startOffset, afd.declaredLength)
             }
         }
+        if (manifest.fileSha256.isNotEmpty()) {
+            val digest = MessageDigest.getInstance("SHA-256")
+            digest.update(buf.duplicate())
+            val found = digest.digest().joinToString("") { b -> "%02x".format(b) }
+            if (found != manifest.fileSha256) {
+                throw HeadposeException.ManifestException(
+                    "'$path' has SHA-256 $found but its manifest expects ${manifest.fileSha256}: " +
+                        "the model file and manifest.json come from different conversions; copy the " +
+                        "artifact folder again"
+                )
+            }
+        }
+        return buf
     }
 
     override fun toString(): String = manifest.id

@@ -176,13 +176,12 @@ class MainActivity : AppCompatActivity() {
         val t0 = System.nanoTime()
         val timeS = image.imageInfo.timestamp / 1e9
         // capture: CameraX RGBA -> upright (mirrored for the selfie camera) bitmap -> RGBA bytes
-        val upright: Bitmap
-        try {
+        val upright: Bitmap = try {
             val raw = image.toBitmap()
             val m = Matrix()
             m.postRotate(image.imageInfo.rotationDegrees.toFloat())
             if (mirror) m.postScale(-1f, 1f)
-            upright = Bitmap.createBitmap(raw, 0, 0, raw.width, raw.height, m, false)
+            Bitmap.createBitmap(raw, 0, 0, raw.width, raw.height, m, false)
         } finally {
             image.close()
         }
