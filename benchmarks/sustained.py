@@ -179,15 +179,23 @@ class SustainedRecorder:
         self.sampler = sampler
         self.t0 = clock()
         self._win_start = self.t0
+        self._started = False
         self._frames = 0
         self._lat: List[float] = []
         self.windows: List[Dict[str, object]] = []
 
     def frame(self, latency_ms: float) -> None:
-        """Record one finished frame; closes the window when ``window_s`` has passed."""
+        """Record one finished frame; closes the window when ``window_s`` has passed.
+
+        The clock starts when the first frame began (its end minus its latency), so model loading
+        and warm-up before it never count as a slow first window.
+        """
+        now = self.clock()
+        if not self._started:
+            self._started = True
+            self.t0 = self._win_start = now - latency_ms / 1000.0
         self._frames += 1
         self._lat.append(latency_ms)
-        now = self.clock()
         if now - self._win_start >= self.window_s:
             self._close(now)
 

@@ -37,3 +37,20 @@ def test_onnx_count_agrees_with_hooks(tmp_path):
 def test_registered_backbones_are_ordered_by_cost():
     small, v2, r18 = (pose_model_macs(m)["macs"] for m in ("mobilenetv3_small", "mobilenetv2", "resnet18"))
     assert small < v2 < r18
+
+
+def test_estimate_arithmetic():
+    from headpose.benchmarks import estimate as est
+    dense = est.rate_macs_per_ms("dense", "fp32")
+    assert dense == pytest.approx(1814e6 / 100.3)                   # the one published dense fp32 point
+    assert est.rate_macs_per_ms("dense", "int8") == pytest.approx(dense * est.INT8_GAIN)
+    mobile = est.rate_macs_per_ms("mobile", "int8")                  # mean of the three int8 points
+    assert mobile == pytest.approx((300e6 / 26.4 + 217e6 / 30.7 + 300e6 / 22.0) / 3)
+    assert est.model_ms_pi4(1814e6, "dense", "fp32") == pytest.approx(100.3)
+    assert est.frame_ms(60.0, 5.0, faces=2, detect_every=3, overhead_ms=4.0) == pytest.approx(20.0 + 10.0 + 4.0)
+    rows = est.estimate_table({"a": 50e6, "resnet18": 1814e6}, 500e6, faces=(1,), detect_every=(1, 5))
+    assert len(rows) == 2 * 2 * 2
+    r = next(r for r in rows if r["model"] == "resnet18" and r["precision"] == "fp32" and r["detect_every"] == 1)
+    assert r["pose_ms_pi4"] == 100.3 and not r["pi4_30fps"]
+    assert all(lo <= hi for lo, hi in (x["fps_pi5"] for x in rows))
+    assert "| resnet18 | fp32 | 1 | 1 | 100.3 |" in est.markdown(rows)

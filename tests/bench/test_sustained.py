@@ -72,22 +72,23 @@ def test_environment_sample_on_this_machine():
 def test_recorder_windows_and_summary():
     now = [0.0]
     temps = iter([50.0, 61.0, 70.0])
+    now[0] = 5.0                 # construction (model loading, warm-up) happens long before the first frame
     rec = SustainedRecorder(window_s=1.0, clock=lambda: now[0],
                             sampler=lambda: {"cpu_temp_c": next(temps), "cpu_mhz": 1500.0,
                                              "throttled_flags": None})
     for i in range(8):           # 8 frames in 1 s, then 4 frames in 1 s, then a partial window
-        now[0] += 0.125
-        rec.frame(10.0 + i)
+        now[0] += 0.125          # (the clock starts when the first frame began: 0.125 s - 125 ms)
+        rec.frame(125.0)
     for _ in range(4):
         now[0] += 0.25
-        rec.frame(100.0)
+        rec.frame(250.0)
     now[0] += 0.5
-    rec.frame(100.0)
+    rec.frame(500.0)
     w = rec.finish()
     assert [x["frames"] for x in w] == [8, 4, 1]
     assert [x["fps"] for x in w] == [8.0, 4.0, 2.0]
     assert [x["t_s"] for x in w] == [1.0, 2.0, 2.5]
-    assert w[0]["max_ms"] == 17.0 and w[0]["p50_ms"] == 14.0
+    assert w[0]["max_ms"] == 125.0 and w[1]["p50_ms"] == 250.0
     s = summarize_windows(w)
     assert s["fps_first"] == w[0]["fps"] and s["fps_last"] == w[-1]["fps"]
     assert s["temp_first_c"] == 50.0 and s["temp_max_c"] == 70.0
