@@ -48,3 +48,41 @@ def seeded_ckpt(ckpt_dir):
             made[model_id] = seeded_checkpoint(model_id, ckpt_dir / f"{model_id}.pt", seed=1)
         return made[model_id]
     return make
+
+
+# ---- conversion artifacts (tests/convert and every stage that needs a real .tflite) --------------
+SCRFD_ONNX = {"scrfd_500m": "scrfd_500m_bnkps.onnx", "scrfd_2.5g": "scrfd_2.5g_bnkps.onnx"}
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory, seeded_ckpt):
+    """Factory ``artifact(model_id, precision, size=None, fmt="tflite") -> Path`` of an artifact dir.
+
+    Built once per test session by ``headpose.convert.pipeline.convert`` (parity gate included):
+    pose models from the ``seeded_ckpt`` checkpoint, SCRFD from ../shared/weights/*_bnkps.onnx,
+    calibration and parity data from ../shared/data/in_video.mp4. ``HEADPOSE_TEST_ARTIFACTS=DIR``
+    keeps the artifacts in DIR across sessions (a dev shortcut; CI builds them fresh).
+    """
+    from headpose.convert.pipeline import convert
+    keep = os.environ.get("HEADPOSE_TEST_ARTIFACTS")
+    out = Path(keep) if keep else tmp_path_factory.mktemp("artifacts")
+    made = {}
+
+    def make(model_id: str, precision: str = "fp32", size=None, fmt: str = "tflite") -> Path:
+        key = (model_id, precision, size, fmt)
+        if key not in made:
+            need_shared(VIDEO)
+            if model_id in SCRFD_ONNX:
+                weights = need_shared(WEIGHTS / SCRFD_ONNX[model_id])
+            else:
+                weights = seeded_ckpt(model_id)
+            from headpose.runtime.manifest import artifact_id
+            from headpose.runtime.registry import get_spec
+            existing = out / artifact_id(model_id, size or get_spec(model_id).input_size, fmt, precision)
+            if keep and (existing / "manifest.json").exists():
+                made[key] = existing
+            else:
+                made[key] = convert(model_id, weights, fmt=fmt, precision=precision, calib=VIDEO,
+                                    input_size=size, out_dir=out, force=True)
+        return made[key]
+    return make

@@ -1,0 +1,256 @@
+"""Real calibration and parity data: face crops (pose) or letterboxed frames (SCRFD).
+
+Both are made with the runtime's own preprocessing (``runtime/preprocess.py``) and the registry's
+normalisation, so the int8 ranges and the parity figures describe what the device sees. Never
+random noise. One data source (video, image or folder) is split into a calibration set (>= 200
+samples for int8) and a disjoint parity set where the source is large enough.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ..runtime.errors import ConversionError, InputError
+from ..runtime.preprocess import letterbox, normalise, to_color
+from ..runtime.registry import ModelSpec
+from .facedata import OnnxFaceDetector, face_crops, iter_frames, list_sources, sample_evenly
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+MIN_CALIBRATION = 200   # int8 calibration needs at least this many real samples
+N_CALIBRATION = 256     # pose crops used for int8 calibration (SCRFD: frames, capped by the source)
+N_PARITY_CROPS = 64     # pose parity crops
+N_PARITY_FRAMES = 32    # detector parity frames
+DETECTOR_FILE = "scrfd_500m_bnkps.onnx"
+
+
+def default_data_source() -> Optional[Path]:
+    """Real images for parity when ``--calib`` is not given: ``$HEADPOSE_DATA`` or ../shared's video."""
+    for cand in (os.environ.get("HEADPOSE_DATA"), ROOT.parent / "shared" / "data" / "in_video.mp4"):
+        if cand and Path(cand).exists():
+            return Path(cand)
+    return None
+
+
+def default_detector() -> Optional[Path]:
+    """SCRFD ONNX used to find faces for pose calibration: ``$HEADPOSE_DETECTOR``, weights/, ../shared."""
+    for cand in (os.environ.get("HEADPOSE_DETECTOR"), ROOT / "weights" / DETECTOR_FILE,
+                 ROOT.parent / "shared" / "weights" / DETECTOR_FILE):
+        if cand and Path(cand).exists():
+            return Path(cand)
+    return None
+
+
+def source_sha256(path: Union[str, Path]) -> str:
+    """sha256 of a file, or of a folder's media files (relative names and contents, sorted)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_file():
+        return file_sha256(path)
+    for f in list_sources(path):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """sha256 hex digest of one file (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class CalibrationData:
+    """Calibration and parity samples of one source, as normalised NHWC model inputs.
+
+    Attributes
+    ----------
+    kind : str
+        ``face_crops`` (pose) or ``letterboxed_frames`` (SCRFD).
+    calibration : ndarray, (N, S, S, 3), float32, normalised, model colour order
+    parity : ndarray, (M, S, S, 3), float32, normalised
+    sample_rgb01 : ndarray, (K, S, S, 3), float32, RGB 0..1 (onnx2tf's check images)
+    info : dict
+        Source path, sha256, counts (what the manifest records).
+    """
+
+    kind: str
+    calibration: np.ndarray
+    parity: np.ndarray
+    sample_rgb01: np.ndarray
+    info: Dict = field(default_factory=dict)
+
+
+_CROP_CACHE: Dict[Tuple, Tuple[np.ndarray, List[dict]]] = {}
+
+
+def _resolve_source(source: Optional[Union[str, Path]]) -> Path:
+    if source is None:
+        found = default_data_source()
+        if found is None:
+            raise ConversionError("the parity gate needs real images and none were found: pass --calib PATH "
+                                  "(a video, an image or a folder of images with faces)")
+        return found
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"calibration source '{path}' does not exist: expected a video, an image or a folder")
+    list_sources(path)  # raises for an empty folder
+    return path
+
+
+def _split(n_total: int, n_calib: int, n_parity: int) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """Indices of a calibration and a (disjoint where possible) parity subset."""
+    calib = sample_evenly(n_total, n_calib)
+    rest = np.setdiff1d(np.arange(n_total), calib)
+    if len(rest) >= min(n_parity, 8):
+        return calib, rest[sample_evenly(len(rest), n_parity)], True
+    return calib, np.arange(n_total)[sample_evenly(n_total, n_parity)], False
+
+
+def pose_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int, need_calibration: bool,
+              detector: Optional[Union[str, Path]] = None) -> CalibrationData:
+    """Real face crops for a pose model, found by SCRFD and cut by the runtime's crop code.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Registry entry (mean, std, colour).
+    source : path or None
+        Video, image or folder; ``None`` uses :func:`default_data_source`.
+    size : int
+        Crop side (the model input).
+    need_calibration : bool
+        ``True`` for int8: at least ``MIN_CALIBRATION`` crops are required.
+    detector : path, optional
+        SCRFD ONNX used to find faces (default :func:`default_detector`).
+
+    Raises
+    ------
+    InputError
+        Source missing / no faces / too few faces for int8.
+    """
+    path = _resolve_source(source)
+    det_path = Path(detector) if detector else default_detector()
+    if det_path is None or not det_path.exists():
+        raise ConversionError(f"pose calibration needs a face detector ONNX to find faces: expected "
+                              f"{DETECTOR_FILE} in weights/ or $HEADPOSE_DETECTOR, found none")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(det_path), size)
+    if key not in _CROP_CACHE:
+        log.info("finding faces in %s for calibration/parity", path)
+        _CROP_CACHE[key] = face_crops(path, OnnxFaceDetector(det_path, 640), size=size,
+                                      margin=spec.decode["crop"]["margin"])
+    crops, meta = _CROP_CACHE[key]
+    if need_calibration and len(crops) < MIN_CALIBRATION:
+        raise InputError(f"int8 calibration needs at least {MIN_CALIBRATION} real face crops; '{path}' gave "
+                         f"{len(crops)}: pass a longer video or a folder with more faces via --calib")
+    ci, pi, disjoint = _split(len(crops), N_CALIBRATION, N_PARITY_CROPS)
+    model_rgb = to_color(crops.astype(np.float32), "RGB", spec.color)
+    norm = normalise(model_rgb, spec.mean, spec.std)
+    info = {"source": str(path), "sha256": source_sha256(path), "kind": "face_crops",
+            "detector": det_path.name, "faces_found": int(len(crops)),
+            "frames": len({m["frame"] for m in meta}),
+            "samples": int(len(ci)) if need_calibration else 0, "parity_samples": int(len(pi)),
+            "parity_disjoint": bool(disjoint), "preprocessing": "runtime.preprocess.crop_faces + registry mean/std"}
+    return CalibrationData("face_crops", norm[ci] if need_calibration else norm[:0], norm[pi],
+                           crops[pi[:20]].astype(np.float32) / 255.0, info)
+
+
+class LetterboxedInputs:
+    """Normalised detector inputs made on demand from stored letterboxed canvases (saves memory).
+
+    Indexing returns ``(n, S, S, 3)`` float32 normalised NHWC arrays; ``len`` is the sample count.
+    """
+
+    def __init__(self, canvases: np.ndarray, spec: ModelSpec):
+        self.canvases = canvases  # (N, S, S, 3) uint8, pixel units, BGR
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.canvases)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        c = np.asarray(self.canvases[idx], np.float32)
+        if c.ndim == 3:
+            c = c[None]
+        return normalise(to_color(c, "BGR", self.spec.color), self.spec.mean, self.spec.std)
+
+
+def detector_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int,
+                  need_calibration: bool) -> CalibrationData:
+    """Real letterboxed frames (runtime letterbox + registry normalisation) for SCRFD.
+
+    Frames are letterboxed with the runtime's :func:`letterbox` on its OpenCV resize path (same
+    geometry as the NumPy path, within 1 grey level), which keeps the canvases exact in uint8.
+
+    ``calibration`` is a :class:`LetterboxedInputs` (normalised on demand), ``parity`` an array.
+
+    Raises
+    ------
+    InputError
+        Source missing or too few frames for int8 (fewer than ``MIN_CALIBRATION``).
+    """
+    path = _resolve_source(source)
+    frame_ids = [fid for fid, _ in iter_frames_ids(path)]
+    n = len(frame_ids)
+    if n == 0:
+        raise InputError(f"no readable frames in '{path}'")
+    if need_calibration and n < MIN_CALIBRATION:
+        raise InputError(f"int8 calibration needs at least {MIN_CALIBRATION} real frames; '{path}' has {n}: "
+                         f"pass a longer video or a folder with more images via --calib")
+    if need_calibration:
+        n_calib = max(MIN_CALIBRATION, min(N_CALIBRATION, n - N_PARITY_FRAMES))
+        ci, pi, disjoint = _split(n, n_calib, N_PARITY_FRAMES)
+    else:
+        ci, pi, disjoint = np.zeros(0, np.int64), sample_evenly(n, N_PARITY_FRAMES), True
+    want = {int(i): ("c", j) for j, i in enumerate(ci)}
+    pwant = {int(i): j for j, i in enumerate(pi)}
+    # the OpenCV path of the runtime's letterbox resizes uint8 to uint8: the canvases are exact in uint8
+    calib = np.empty((len(ci), size, size, 3), np.uint8)
+    par = np.empty((len(pi), size, size, 3), np.uint8)
+    cfill, pfill = np.zeros(len(ci), bool), np.zeros(len(pi), bool)
+    for k, (_, frame) in enumerate(iter_frames(path)):
+        if k not in want and k not in pwant:
+            continue
+        canvas, _ = letterbox(frame, (size, size), use_opencv=True)
+        if k in want:
+            calib[want[k][1]], cfill[want[k][1]] = canvas, True
+        if k in pwant:
+            par[pwant[k]], pfill[pwant[k]] = canvas, True
+    calib, par = calib[cfill], par[pfill]  # frame counts of some containers over-estimate
+    if need_calibration and len(calib) < MIN_CALIBRATION or not len(par):
+        raise InputError(f"'{path}' gave {len(calib)} calibration / {len(par)} parity frames; int8 needs "
+                         f"{MIN_CALIBRATION}: pass a longer video or a folder with more images via --calib")
+    parity = LetterboxedInputs(par, spec)[:]
+    sample = to_color(par[:20].astype(np.float32), "BGR", "RGB") / 255.0
+    info = {"source": str(path), "sha256": source_sha256(path), "kind": "letterboxed_frames",
+            "frames_available": n, "samples": int(len(calib)), "parity_samples": int(len(par)),
+            "parity_disjoint": bool(disjoint), "preprocessing": "runtime.preprocess.letterbox + registry mean/std"}
+    return CalibrationData("letterboxed_frames", LetterboxedInputs(calib, spec), parity,
+                           sample.astype(np.float32), info)
+
+
+def iter_frames_ids(path: Path):
+    """``(frame_id, None)`` for every frame of ``path`` without decoding images (counts frames)."""
+    import cv2
+    from .facedata import IMAGE_SUFFIXES
+    for f in list_sources(path):
+        if f.suffix.lower() in IMAGE_SUFFIXES:
+            yield str(f), None
+            continue
+        cap = cv2.VideoCapture(str(f))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        for i in range(n):
+            yield f"{f}#{i}", None

@@ -1,0 +1,61 @@
+"""``headpose convert``: one model -> one artifact directory (printed as the last line of stdout).
+
+Per-step timing lines and the parity figures go to stderr (logging); errors of the
+HeadposeError family become one line and exit status 2 (see ``headpose.cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+FORMATS = ("tflite", "onnx")
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic-int8")
+
+
+def add_parser(subparsers) -> None:
+    from ..runtime.registry import REGISTRY
+    p = subparsers.add_parser(
+        "convert", help="convert a pose checkpoint or an SCRFD ONNX into a TFLite/ONNX artifact",
+        description="Convert one model into weights/exports/<model>-<size>-<format>-<precision>/ (model file + "
+                    "manifest.json), with a parity gate on real face crops / frames. Prints the artifact "
+                    "directory as the last line of stdout.")
+    p.add_argument("model", metavar="MODEL", help=f"registry id: {', '.join(REGISTRY)}")
+    p.add_argument("--weights", required=True, metavar="PATH",
+                   help="pose: .pt checkpoint (yakhyo/head-pose-estimation layout) or that repo's .onnx; "
+                        "SCRFD: the *_bnkps.onnx file")
+    p.add_argument("--format", default="tflite", dest="fmt", metavar="{onnx,tflite}",
+                   help="artifact format (default tflite)")
+    p.add_argument("--precision", default="fp32", metavar="{fp32,fp16,int8,dynamic-int8}",
+                   help="fp32 (default), fp16 weights, int8 (full-integer, calibrated on --calib) or "
+                        "dynamic-int8 (int8 weights, float activations)")
+    p.add_argument("--calib", metavar="PATH", default=None,
+                   help="video, image or folder of real images with faces: int8 calibration and parity data "
+                        "(default $HEADPOSE_DATA or ../shared/data/in_video.mp4)")
+    p.add_argument("--input-size", type=int, default=None, metavar="N",
+                   help="square input side (default: 224 pose, 640 SCRFD; 320 works for SCRFD)")
+    p.add_argument("--out", default="weights/exports", metavar="DIR", help="parent directory (default weights/exports)")
+    p.add_argument("--detector", default=None, metavar="PATH",
+                   help="SCRFD ONNX that finds faces for pose calibration (default weights/ or ../shared)")
+    p.add_argument("--force", action="store_true", help="replace an existing artifact")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtime.errors import InputError
+    if args.fmt not in FORMATS:
+        raise InputError(f"--format '{args.fmt}' is not supported: expected one of {', '.join(FORMATS)}")
+    if args.precision not in PRECISIONS:
+        raise InputError(f"--precision '{args.precision}' is not supported: expected one of {', '.join(PRECISIONS)}")
+    from ..runtime.registry import get_spec
+    get_spec(args.model)  # unknown ids fail before the heavy imports
+    from .pipeline import convert
+
+    def progress(line: str) -> None:
+        print(f"[convert] {line}", file=sys.stderr, flush=True)
+    out = convert(args.model, args.weights, fmt=args.fmt, precision=args.precision, calib=args.calib,
+                  input_size=args.input_size, out_dir=args.out, force=args.force, detector=args.detector,
+                  progress=progress)
+    print(Path(out))
+    return 0

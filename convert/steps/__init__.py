@@ -1,0 +1,1 @@
+"""The steps of the conversion route: PyTorch/ONNX -> simplified ONNX -> TFLite (see ``pipeline``)."""

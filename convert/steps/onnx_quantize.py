@@ -1,0 +1,63 @@
+"""ONNX-format precisions: fp32 (as is), fp16 (float16 weights and activations, float32 I/O),
+dynamic-int8 and int8 (ONNX Runtime quantisation: per-channel int8 weights; int8 is static QDQ
+calibrated on the real calibration set)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ...runtime.errors import ConversionError
+
+log = logging.getLogger(__name__)
+
+
+def make(src: Union[str, Path], precision: str, dst: Union[str, Path], calibration=None,
+         work: Optional[Path] = None) -> Path:
+    """Write the ``precision`` ONNX model of ``src`` (simplified fp32 ONNX) to ``dst``.
+
+    Parameters
+    ----------
+    calibration : sequence of (1, H, W, 3) float32 normalised NHWC inputs (int8 only)
+    """
+    src, dst = Path(src), Path(dst)
+    if precision == "fp32":
+        shutil.copyfile(src, dst)
+        return dst
+    import onnx
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(model, str(dst))
+        return dst
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    pre = (work or dst.parent) / "preprocessed.onnx"
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    if precision == "dynamic-int8":
+        quantize_dynamic(str(pre), str(dst), per_channel=True, weight_type=QuantType.QInt8)
+        return dst
+    if precision != "int8":
+        raise ConversionError(f"precision '{precision}' is not supported for ONNX")
+    if calibration is None or len(calibration) == 0:
+        raise ConversionError("int8 needs real calibration inputs; none were given")
+    name = onnx.load(str(pre)).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.i = 0
+
+        def get_next(self):
+            if self.i >= len(calibration):
+                return None
+            x = np.asarray(calibration[self.i:self.i + 1], np.float32).transpose(0, 3, 1, 2)
+            self.i += 1
+            return {name: np.ascontiguousarray(x)}
+    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return dst

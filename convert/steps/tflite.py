@@ -1,0 +1,179 @@
+"""TFLite step: onnx2tf (ONNX NCHW -> TensorFlow NHWC) and the TFLite converter for each precision.
+
+onnx2tf runs in-process inside a temporary working directory. It never reaches the network: the
+sample file it would otherwise download (``calibration_image_sample_data_20x128x128x3_float32.npy``,
+looked up in ``os.getcwd()`` by ``onnx2tf.utils.common_functions.download_test_image_data``) is
+written there first, from real calibration images. Its console output (Python prints and the
+TensorFlow C++ log on fd 1/2) goes to a log file, kept in the work directory.
+
+Quantisation is done here with ``tf.lite.TFLiteConverter.from_saved_model`` on onnx2tf's
+SavedModel rather than by onnx2tf, so that the int8 model holds builtin int8 kernels only (no
+SELECT_TF_OPS fallback), per-channel weights, and float32 input/output around the int8 body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import numpy as np
+
+from ...runtime.errors import ConversionError
+
+log = logging.getLogger(__name__)
+
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic-int8")
+
+
+@contextlib.contextmanager
+def redirect_fds(log_path: Union[str, Path]) -> Iterator[None]:
+    """Send fd 1 and fd 2 (Python and native writes) to ``log_path`` for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(log_path, "ab") as f:
+        saved = os.dup(1), os.dup(2)
+        try:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            with open(log_path, "a") as text, contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def write_onnx2tf_sample(work_dir: Union[str, Path], images_rgb01: np.ndarray) -> Path:
+    """Write the sample file onnx2tf would download, made from real images.
+
+    Parameters
+    ----------
+    images_rgb01 : ndarray, (N, H, W, 3), float32, RGB in 0..1 (N >= 1; repeated/cut to 20, resized
+        to 128x128)
+    """
+    from ...runtime.preprocess import resize_bilinear
+    imgs = [resize_bilinear(im, 128, 128) for im in images_rgb01[:20]]
+    while len(imgs) < 20:
+        imgs.append(imgs[len(imgs) % max(1, len(images_rgb01))])
+    path = Path(work_dir) / ONNX2TF_SAMPLE
+    np.save(path, np.stack(imgs).astype(np.float32))
+    return path
+
+
+def onnx_to_saved_model(onnx_path: Union[str, Path], work_dir: Union[str, Path],
+                        sample_rgb01: np.ndarray) -> Path:
+    """Run onnx2tf on ``onnx_path``; returns the output folder (SavedModel + float32/float16 .tflite).
+
+    Parameters
+    ----------
+    onnx_path : path
+        Simplified ONNX with one NCHW image input.
+    work_dir : path
+        Temporary working directory (becomes the cwd while onnx2tf runs).
+    sample_rgb01 : ndarray, (N, H, W, 3), float32, RGB 0..1
+        Real images for onnx2tf's internal checks (replaces its downloaded sample).
+
+    Raises
+    ------
+    ConversionError
+        When onnx2tf fails (its log is named in the message).
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_onnx2tf_sample(work_dir, sample_rgb01)
+    out = work_dir / "saved_model"
+    log_path = work_dir / "onnx2tf.log"
+    cwd = os.getcwd()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import onnx2tf  # heavy: TensorFlow
+    try:
+        os.chdir(work_dir)
+        with redirect_fds(log_path):
+            onnx2tf.convert(input_onnx_file_path=str(Path(onnx_path).resolve()), output_folder_path=str(out),
+                            output_signaturedefs=True, copy_onnx_input_output_names_to_tflite=True,
+                            not_use_onnxsim=True, non_verbose=True, verbosity="error")
+    except (Exception, SystemExit) as e:
+        tail = _tail(log_path)
+        raise ConversionError(f"onnx2tf could not convert '{Path(onnx_path).name}' ({type(e).__name__}: {e}); "
+                              f"log: {log_path}{': ' + tail if tail else ''}") from None
+    finally:
+        os.chdir(cwd)
+    stem = Path(onnx_path).stem
+    for kind in ("float32", "float16"):
+        made = out / f"{stem}_{kind}.tflite"
+        if not made.exists():
+            raise ConversionError(f"onnx2tf wrote no {made.name} in {out}; log: {log_path}")
+        os.replace(made, out / f"model_{kind}.tflite")
+    return out
+
+
+def _tail(path: Path, n: int = 300) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return " ".join(text[-n:].split())
+
+
+def quantize(saved_model: Union[str, Path], precision: str, dst: Union[str, Path],
+             calibration: Optional[np.ndarray] = None, log_path: Optional[Union[str, Path]] = None) -> Path:
+    """Write the ``precision`` TFLite model of an onnx2tf output folder to ``dst``.
+
+    Parameters
+    ----------
+    saved_model : path
+        onnx2tf output folder (SavedModel, ``model_float32.tflite``, ``model_float16.tflite``).
+    precision : str
+        ``fp32`` / ``fp16``: onnx2tf's float models. ``dynamic-int8``: int8 weights, float
+        activations. ``int8``: full-integer post-training quantisation, per-channel weights,
+        int8 activations calibrated on ``calibration``, float32 input and output tensors.
+    calibration : ndarray (N, H, W, 3) or a sequence whose slices are such arrays
+        Normalised float32 NHWC model inputs; required for ``int8``.
+
+    Raises
+    ------
+    ConversionError
+    """
+    import shutil
+    saved_model, dst = Path(saved_model), Path(dst)
+    if precision == "fp32":
+        shutil.copyfile(saved_model / "model_float32.tflite", dst)
+        return dst
+    if precision == "fp16":
+        shutil.copyfile(saved_model / "model_float16.tflite", dst)
+        return dst
+    if precision not in PRECISIONS:
+        raise ConversionError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ConversionError("int8 needs real calibration inputs; none were given")
+        calib = calibration  # an array or a lazy sequence (indexing a slice gives (1, H, W, 3))
+
+        def representative():
+            for i in range(len(calib)):
+                yield [np.asarray(calib[i:i + 1], np.float32)]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32
+        converter.inference_output_type = tf.float32
+    try:
+        with redirect_fds(log_path or os.devnull):
+            data = converter.convert()
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"the TFLite converter failed for {precision} ({first})") from None
+    tmp = dst.with_suffix(".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, dst)
+    return dst
