@@ -72,6 +72,7 @@ class IoUTracker:
         self.tracks: List[Track] = []
         self.next_id = 1
         self.dropped: List[int] = []
+        self.last_detected: List[Track] = []
 
     def update(self, dets: np.ndarray, keypoints: np.ndarray) -> List[Track]:
         """Associate one frame's detections.
@@ -118,8 +119,10 @@ class IoUTracker:
                 survivors.append(tr)
                 assigned[d] = tr
         self.tracks = survivors
+        self.last_detected = list(assigned)
         return assigned
 
     def carried(self) -> List[Track]:
-        """Tracks matched at the last detection, with their last boxes (for frames without detection)."""
-        return [t for t in self.tracks if t.missed == 0]
+        """Tracks matched at the last detection, in that detection's order (highest score first), with
+        their last boxes (for frames without detection)."""
+        return [t for t in self.last_detected if t.missed == 0]
