@@ -65,17 +65,17 @@ def default_artifacts() -> Tuple[Path, Path]:
     det, pose = find(det_id), find(pose_id)
     if det and pose:
         return det, pose
-    out = dirs[1] if len(dirs) > 1 else dirs[0]
     commands = []
     if det is None:
-        commands.append(f"headpose convert scrfd_500m --weights ../shared/weights/scrfd_500m_bnkps.onnx "
-                        f"--format tflite --precision int8 --out {out}")
+        commands.append("headpose convert scrfd_500m --weights ../shared/weights/scrfd_500m_bnkps.onnx "
+                        "--format tflite --precision int8 --out weights/exports")
     if pose is None:
-        commands.append(f"headpose convert mobilenetv3_small --weights weights/mobilenetv3_small_fsanet.pt "
-                        f"--format tflite --precision int8 --out {out}")
+        commands.append("headpose convert mobilenetv3_small --weights weights/mobilenetv3_small_fsanet.pt "
+                        "--format tflite --precision int8 --out weights/exports")
     missing = " and ".join(n for n, p in ((det_id, det), (pose_id, pose)) if p is None)
     raise ManifestError(f"default artifact(s) {missing} not found in {', '.join(str(d) for d in dirs)}; "
-                        f"build them with: {'  ;  '.join(commands)}  (or pass --detector DIR --pose DIR)")
+                        f"build them from the checkout's root with: {'  ;  '.join(commands)}  "
+                        f"(or pass --detector DIR --pose DIR)")
 
 
 def add_parser(sub) -> None:
@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("detector %s, pose %s, source %s", est.detector.manifest.id, est.pose.manifest.id, src.description)
         t_start = time.perf_counter()
         for fr in src:
+            if src.independent:  # unrelated images: no tracking or smoothing across them
+                est.reset()
             t0 = time.perf_counter()
             faces = est.estimate(fr.image, "BGR", fr.timestamp)
             ms = (time.perf_counter() - t0) * 1e3

@@ -89,10 +89,13 @@ class FrameSource:
         Frames per second the source claims (25.0 when unknown).
     length : int or None
         Number of frames when known (files), else None.
+    independent : bool
+        Frames are unrelated pictures (a folder of images): no tracking or smoothing across them.
     """
 
     description = ""
     live = False
+    independent = False
     fps = 25.0
     length: Optional[int] = None
 
@@ -205,6 +208,8 @@ class CaptureSource(FrameSource):
 
 class ImagesSource(FrameSource):
     """One image file or every image of a folder (sorted by name); unreadable images are skipped."""
+
+    independent = True
 
     def __init__(self, paths: List[Path], description: str):
         self.cv2 = _cv2()

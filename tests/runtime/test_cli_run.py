@@ -132,3 +132,17 @@ def test_default_artifacts_found(det_dir, pose_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HEADPOSE_WEIGHTS_DIR", str(tmp_path / "w"))
     d, p = run_cli.default_artifacts()
     assert d == exports / "scrfd_500m-640-tflite-int8" and p == exports / "mobilenetv3_small-224-tflite-int8"
+
+
+def test_run_on_a_folder_treats_images_independently(det_dir, pose_dir, tmp_path, capsys):
+    pytest.importorskip("cv2", reason="reads images")
+    from tests.conftest import IMAGES
+    need_shared(IMAGES)
+    out = tmp_path / "img.jsonl"
+    assert main(["run", "--detector", str(det_dir), "--pose", str(pose_dir), "--source", str(IMAGES),
+                 "--jsonl", str(out), "--no-opencv"]) == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == len(list(IMAGES.glob("*.jpg")))
+    for r in recs:  # tracks (and smoothing) restart on every unrelated image
+        assert sorted(f["track_id"] for f in r["faces"]) == list(range(1, len(r["faces"]) + 1))
+    assert "headpose run: 3 frames" in capsys.readouterr().out
