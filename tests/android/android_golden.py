@@ -260,3 +260,50 @@ if __name__ == "__main__":
         sys.exit("usage: python tests/android/android_golden.py OUT_DIR")
     idx = write_golden(Path(sys.argv[1]))
     print(f"wrote {len(idx['frames'])} frames, {len(idx['sequence'])} sequence steps to {sys.argv[1]}")
+
+
+def write_artifact_golden(out: Path, detector_dir: Path, pose_dir: Path) -> Dict[str, Any]:
+    """Golden vectors from REAL converted TFLite artifacts, run by the Python device runtime.
+
+    The Java side reads the converter's own ``manifest.json`` files and finds every output by the
+    name they record, as the app does. Raw outputs come from the LiteRT interpreter
+    (``FaceDetector.model``, ``PoseEstimator.infer``); expected results from ``FaceDetector.decode``,
+    ``PoseEstimator.crop`` and ``euler_from_6d`` (NumPy resize path, the reference).
+    Writes ``out/index.json`` with ``"kind": "tflite"``.
+    """
+    import cv2
+
+    from headpose.convert.facedata import iter_frames
+    from headpose.runtime.detector import FaceDetector
+    from headpose.runtime.pose import PoseEstimator
+    from headpose.runtime.rotation import euler_from_6d
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    put = Writer(out)
+    det = FaceDetector(detector_dir, use_opencv=False)
+    pose = PoseEstimator(pose_dir, use_opencv=False)
+    sources = [(p.name, cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in sorted(IMAGES.glob("*.jpg"))]
+    sources += [(f"in_video#{i}", f) for i, (_, f) in enumerate(iter_frames(VIDEO, stop=VIDEO_STILLS[1] + 1))
+                if i == VIDEO_STILLS[1]]
+    frames = []
+    for frame_id, frame in sources:
+        x, scale = det.preprocess(frame)
+        named = det.model(x)
+        dets, kps = det.decode(det.raw(x), scale)
+        batch, kept = pose.crop(frame, dets)
+        v6 = pose.infer(batch)
+        eul = euler_from_6d(v6) if len(v6) else np.zeros((0, 3))
+        frames.append({
+            "id": frame_id, "width": int(frame.shape[1]), "height": int(frame.shape[0]),
+            "frame": put(frame, "frame"), "det_input": put(x[0], "det_input"), "scale": float(scale),
+            "outputs": {name: put(np.asarray(a, np.float32), "out") for name, a in named.items()},
+            "dets": put(dets, "dets"), "kps": put(kps.reshape(-1, 10), "kps"),
+            "crops": put(batch, "crops"), "crop_kept": put(kept.astype(np.int32), "kept"),
+            "pose6d": put(v6.astype(np.float32), "pose6d"), "euler": put(np.asarray(eul, np.float64), "euler")})
+    index = {"kind": "tflite",
+             "det_manifest": (Path(detector_dir) / "manifest.json").read_text(encoding="utf-8"),
+             "pose_manifest": (Path(pose_dir) / "manifest.json").read_text(encoding="utf-8"),
+             "frames": frames}
+    (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False), encoding="utf-8")
+    return index

@@ -26,10 +26,8 @@ from conftest import IMAGES, ROOT, VIDEO, WEIGHTS, need_shared
 CORE = ROOT / "android_demo" / "core"
 JAVAC, JAVA = shutil.which("javac"), shutil.which("java")
 
-pytestmark = pytest.mark.skipif(
-    JAVAC is None or JAVA is None,
-    reason="no JDK on PATH (javac/java): ./install.sh installs Debian's openjdk-17-jdk-headless when run as root, "
-           "or `apt-get install openjdk-17-jdk-headless`")
+NO_JDK = ("no JDK on PATH (javac/java): ./install.sh installs Debian's openjdk-17-jdk-headless when run as root, "
+          "or `apt-get install openjdk-17-jdk-headless`")
 
 
 def _sources(sub: str):
@@ -39,6 +37,8 @@ def _sources(sub: str):
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory):
     """The core module + GoldenRunner compiled for Java 11 (Android's desugared language level)."""
+    if JAVAC is None or JAVA is None:
+        pytest.skip(NO_JDK)
     out = tmp_path_factory.mktemp("core_classes")
     cmd = [JAVAC, "--release", "11", "-Xlint:all,-serial", "-Werror", "-encoding", "UTF-8", "-d", str(out),
            *_sources("main"), *_sources("test")]
@@ -50,7 +50,7 @@ def classes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory, classes):
     """(golden dir, golden index, Java output dir, Java index)."""
-    for p in (WEIGHTS / "scrfd_500m_bnkps.onnx", VIDEO, IMAGES):
+    for p in (WEIGHTS / "scrfd_500m_bnkps.onnx", WEIGHTS / "fsanet_1x1.onnx", VIDEO, IMAGES):
         need_shared(p)
     from android_golden import write_golden
     gdir = tmp_path_factory.mktemp("android_golden")
@@ -206,3 +206,62 @@ def test_bench_report_follows_schema(golden):
     for k, v in want.items():
         assert pipe["end_to_end"][k] == pytest.approx(v, abs=2e-3), k
     assert pipe["frames"] == len(pipe["samples_ms"])
+
+
+# -- real converted artifacts -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def artifact_golden(request, tmp_path_factory, classes):
+    """Golden vectors from the converter's real TFLite artifacts (the session's ``artifact`` fixture of
+    tests/conftest.py, shared with the runtime tests) and the Java runner's results on them."""
+    for p in (WEIGHTS / "scrfd_500m_bnkps.onnx", VIDEO, IMAGES):
+        need_shared(p)
+    from android_golden import write_artifact_golden
+    try:
+        artifact = request.getfixturevalue("artifact")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/conftest.py has no `artifact` fixture (the converter's test artifacts)")
+    det_dir, pose_dir = artifact("scrfd_500m", "fp32"), artifact("mobilenetv3_small", "fp32")
+    gdir = tmp_path_factory.mktemp("android_artifact_golden")
+    index = write_artifact_golden(gdir, det_dir, pose_dir)
+    jdir = gdir / "java"
+    r = subprocess.run([JAVA, "-cp", str(classes), "dev.headpose.core.GoldenRunner", str(gdir), str(jdir)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"GoldenRunner failed:\n{r.stdout}\n{r.stderr}"
+    return gdir, index, jdir, json.loads((jdir / "index.json").read_text(encoding="utf-8")), det_dir, pose_dir
+
+
+def test_real_artifact_manifests_parse(artifact_golden):
+    """The app reads the converter's own manifest.json files: same fields as the Python loader."""
+    from headpose.runtime.manifest import load_manifest
+    _, _, _, out, det_dir, pose_dir = artifact_golden
+    for key, d in (("det_manifest", det_dir), ("pose_manifest", pose_dir)):
+        m = load_manifest(d)
+        got = out[key]
+        assert (got["id"], got["model"], got["task"], got["format"], got["precision"], got["file"]) == \
+               (m.id, m.model, m.task, m.format, m.precision, m.file)
+        assert got["input"]["name"] == m.input.name and got["input"]["shape"] == m.input.shape
+        assert (got["input"]["layout"], got["input"]["color"]) == (m.input.layout, m.input.color)
+        assert [(o["name"], o["role"], o["stride"]) for o in got["outputs"]] == \
+               [(o.name, o.role, o.stride) for o in m.outputs]
+    assert out["ortho6d_name"] == load_manifest(pose_dir).output("ortho6d").name
+
+
+def test_real_artifact_pipeline_matches(artifact_golden):
+    """Letterbox, SCRFD decode from LiteRT outputs (found by name), crops and Euler angles agree with
+    the Python device runtime on the real artifacts."""
+    from headpose.runtime.scrfd import box_iou
+    gdir, index, jdir, out, _, _ = artifact_golden
+    faces = 0
+    for e, g in zip(index["frames"], out["frames"]):
+        assert g["scale"] == pytest.approx(e["scale"], abs=1e-12)
+        np.testing.assert_allclose(_bin(jdir, g["det_input"]), _bin(gdir, e["det_input"]), atol=1e-5, rtol=0)
+        want, got = _bin(gdir, e["dets"]), _bin(jdir, g["dets"])
+        assert got.shape == want.shape, f"{e['id']}: Java kept {len(got)} faces, Python {len(want)}"
+        if len(want):
+            assert np.diag(box_iou(got, want)).min() > 0.9999
+            np.testing.assert_allclose(got, want, atol=1e-3, rtol=0)
+            np.testing.assert_allclose(_bin(jdir, g["kps"]), _bin(gdir, e["kps"]), atol=1e-3, rtol=0)
+        np.testing.assert_allclose(_bin(jdir, g["crops"]), _bin(gdir, e["crops"]), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(_bin(jdir, g["euler"]), _bin(gdir, e["euler"]), atol=1e-6, rtol=0)
+        faces += len(want)
+    assert faces >= 3, f"only {faces} faces found by the TFLite detector in the golden frames"

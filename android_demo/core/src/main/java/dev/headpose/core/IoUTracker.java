@@ -37,6 +37,7 @@ public final class IoUTracker {
     private List<Track> tracks = new ArrayList<>();
     private int nextId = 1;
     private List<Integer> dropped = new ArrayList<>();
+    private List<Track> lastDetected = new ArrayList<>();
 
     public IoUTracker(double iouThreshold, int maxMissed) {
         if (!(iouThreshold >= 0 && iouThreshold <= 1) || maxMissed < 0) {
@@ -56,6 +57,7 @@ public final class IoUTracker {
         tracks = new ArrayList<>();
         nextId = 1;
         dropped = new ArrayList<>();
+        lastDetected = new ArrayList<>();
     }
 
     /** Ids of the tracks the last {@link #update} dropped. */
@@ -128,13 +130,17 @@ public final class IoUTracker {
             }
         }
         tracks = survivors;
+        lastDetected = new ArrayList<>(Arrays.asList(assigned));
         return Arrays.asList(assigned);
     }
 
-    /** Tracks matched at the last update, with their last boxes (for frames without detection). */
+    /**
+     * Tracks matched at the last update, in that detection's order (highest score first), with their
+     * last boxes (for frames without detection).
+     */
     public List<Track> carried() {
         List<Track> out = new ArrayList<>();
-        for (Track t : tracks) {
+        for (Track t : lastDetected) {
             if (t.missed == 0) {
                 out.add(t);
             }

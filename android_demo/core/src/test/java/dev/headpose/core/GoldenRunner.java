@@ -168,9 +168,88 @@ public final class GoldenRunner {
         return (System.nanoTime() - t0) / 1e6;
     }
 
+    /**
+     * Golden vectors of real converted TFLite artifacts: the converter's own manifests, outputs
+     * keyed by tensor name (looked up through the manifest's roles, as the app does).
+     */
+    private void runArtifacts(Map<String, Object> index) throws IOException {
+        Manifest det = Manifest.parse(Json.asString(index.get("det_manifest"), "det_manifest"), "detector manifest.json")
+                .expectTask("face_detection");
+        Manifest pose = Manifest.parse(Json.asString(index.get("pose_manifest"), "pose_manifest"), "pose manifest.json")
+                .expectTask("head_pose");
+        Map<String, Object> result = new LinkedHashMap<>();
+        result.put("det_manifest", describe(det));
+        result.put("pose_manifest", describe(pose));
+        Scrfd scrfd = Scrfd.fromManifest(det);
+        int[] strides = scrfd.strides();
+        double margin = pose.cropMargin();
+        String ortho = pose.output("ortho6d", 0).name;
+        result.put("ortho6d_name", ortho);
+        int ph = pose.input.height();
+        int pw = pose.input.width();
+        List<Object> frames = new ArrayList<>();
+        for (Object o : Json.asArray(index.get("frames"), "frames")) {
+            Map<String, Object> c = Json.asObject(o, "frame case");
+            int w = Json.asInt(c.get("width"), "width");
+            int h = Json.asInt(c.get("height"), "height");
+            Frame frame = Frame.bgr(bytes(c.get("frame")), w, h);
+            Map<String, Object> r = new LinkedHashMap<>();
+            float[] detIn = new float[det.input.elementCount()];
+            r.put("scale", Preprocess.letterbox(frame, det.input, detIn, 0));
+            int[] ishape = det.input.shape.clone();
+            r.put("det_input", write("det_input", detIn, java.util.Arrays.copyOfRange(ishape, 1, 4)));
+            Map<String, Object> named = Json.asObject(c.get("outputs"), "outputs");
+            float[][] scores = new float[strides.length][];
+            float[][] boxes = new float[strides.length][];
+            float[][] kps = new float[strides.length][];
+            for (int k = 0; k < strides.length; k++) {
+                scores[k] = floats(named.get(det.output("score", strides[k]).name));
+                boxes[k] = floats(named.get(det.output("bbox", strides[k]).name));
+                kps[k] = det.hasOutput("kps", strides[k]) ? floats(named.get(det.output("kps", strides[k]).name)) : null;
+            }
+            List<Face> faces = scrfd.decode(scores, boxes, kps, (Double) r.get("scale"), 0);
+            float[] dets = new float[faces.size() * 5];
+            float[] pts = new float[faces.size() * 10];
+            for (int k = 0; k < faces.size(); k++) {
+                Face f = faces.get(k);
+                System.arraycopy(new float[] {f.x1, f.y1, f.x2, f.y2, f.score}, 0, dets, 5 * k, 5);
+                System.arraycopy(f.keypoints, 0, pts, 10 * k, 10);
+            }
+            r.put("dets", write("dets", dets, faces.size(), 5));
+            r.put("kps", write("kps", pts, faces.size(), 10));
+            float[] pyDets = floats(c.get("dets"));
+            int nf = pyDets.length / 5;
+            float[] crops = new float[nf * ph * pw * 3];
+            int kept = 0;
+            for (int k = 0; k < nf; k++) {
+                float[] box = {pyDets[5 * k], pyDets[5 * k + 1], pyDets[5 * k + 2], pyDets[5 * k + 3]};
+                if (Preprocess.cropFace(frame, box, margin, pose.input, crops, kept * ph * pw * 3) != null) {
+                    kept++;
+                }
+            }
+            float[] cropsKept = new float[kept * ph * pw * 3];
+            System.arraycopy(crops, 0, cropsKept, 0, cropsKept.length);
+            r.put("crops", write("crops", cropsKept, kept, ph, pw, 3));
+            float[] v6 = floats(c.get("pose6d"));
+            double[] eul = new double[v6.length / 6 * 3];
+            for (int k = 0; k < v6.length / 6; k++) {
+                System.arraycopy(Rotation.eulerFromSixD(v6, 6 * k), 0, eul, 3 * k, 3);
+            }
+            r.put("euler", write("euler", eul, v6.length / 6, 3));
+            frames.add(r);
+        }
+        result.put("frames", frames);
+        Files.write(out.resolve("index.json"), Json.write(result).getBytes(StandardCharsets.UTF_8));
+        System.out.println("GoldenRunner: " + frames.size() + " frames of artifacts " + det.id + ", " + pose.id);
+    }
+
     private void run() throws IOException {
         String text = new String(Files.readAllBytes(golden.resolve("index.json")), StandardCharsets.UTF_8);
         Map<String, Object> index = Json.asObject(Json.parse(text), "index.json");
+        if ("tflite".equals(index.get("kind"))) {
+            runArtifacts(index);
+            return;
+        }
         Map<String, Object> result = new LinkedHashMap<>();
 
         // manifests: parse, echo, round-trip through the JSON writer, reject the broken ones
