@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_CALIBRATION = 200   # int8 calibration needs at least this many real samples
-N_CALIBRATION = 256     # pose crops used for int8 calibration (SCRFD: frames, capped by the source)
+N_CALIBRATION = 256     # pose face crops used for int8 calibration
 N_PARITY_CROPS = 64     # pose parity crops
+N_CALIBRATION_FRAMES = 200  # SCRFD int8 calibration frames (640x640 calibration is the slow part)
 N_PARITY_FRAMES = 32    # detector parity frames
 DETECTOR_FILE = "scrfd_500m_bnkps.onnx"
 
@@ -118,6 +119,58 @@ def _split(n_total: int, n_calib: int, n_parity: int) -> Tuple[np.ndarray, np.nd
     return calib, np.arange(n_total)[sample_evenly(n_total, n_parity)], False
 
 
+def cache_dir() -> Path:
+    """Where face detections of calibration sources are cached: ``$HEADPOSE_CACHE`` or weights/cache."""
+    return Path(os.environ.get("HEADPOSE_CACHE") or ROOT / "weights" / "cache")
+
+
+class _ReplayDetector:
+    """Wraps :class:`OnnxFaceDetector` for :func:`face_crops`: records every frame's detections, or
+    replays recorded ones in the same frame order (face_crops visits frames deterministically)."""
+
+    def __init__(self, detector: Optional[OnnxFaceDetector] = None, replay: Optional[List[np.ndarray]] = None):
+        self.detector, self.replay, self.record, self.i = detector, replay, [], 0
+
+    def detect(self, frame: np.ndarray):
+        if self.replay is not None:
+            if self.i >= len(self.replay):
+                raise InputError("cached face detections do not match the source's frames; delete the cache")
+            dets = self.replay[self.i]
+            self.i += 1
+            return dets, np.zeros((len(dets), 5, 2), np.float32)
+        dets, kps = self.detector.detect(frame)
+        self.record.append(dets)
+        return dets, kps
+
+
+def _cached_face_crops(path: Path, src_sha: str, det_path: Path, size: int, margin: float):
+    """:func:`face_crops` with the SCRFD detections of ``path`` cached on disk (keyed by the sha256
+    of the source and of the detector): finding faces is the slow part, cropping is cheap."""
+    det_sha = file_sha256(det_path)
+    cache = cache_dir() / f"faces-{src_sha[:16]}-{det_sha[:16]}-640.npz"
+    if cache.exists():
+        try:
+            z = np.load(cache)
+            counts, dets = z["counts"], z["dets"]
+            replay = np.split(dets, np.cumsum(counts)[:-1]) if len(counts) else []
+            log.info("face detections of %s from cache %s", path.name, cache)
+            return face_crops(path, _ReplayDetector(replay=replay), size=size, margin=margin)
+        except (OSError, KeyError, ValueError) as e:
+            log.warning("ignoring unreadable detection cache %s (%s)", cache, e)
+    log.info("finding faces in %s for calibration/parity (cached afterwards in %s)", path, cache.parent)
+    rec = _ReplayDetector(OnnxFaceDetector(det_path, 640))
+    result = face_crops(path, rec, size=size, margin=margin)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npz")
+        np.savez(tmp, counts=np.array([len(d) for d in rec.record], np.int64),
+                 dets=np.concatenate(rec.record) if rec.record else np.zeros((0, 5), np.float32))
+        os.replace(tmp, cache)
+    except OSError as e:
+        log.warning("could not cache face detections in %s (%s)", cache, e)
+    return result
+
+
 def pose_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int, need_calibration: bool,
               detector: Optional[Union[str, Path]] = None) -> CalibrationData:
     """Real face crops for a pose model, found by SCRFD and cut by the runtime's crop code.
@@ -145,12 +198,10 @@ def pose_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int, ne
     if det_path is None or not det_path.exists():
         raise ConversionError(f"pose calibration needs a face detector ONNX to find faces: expected "
                               f"{DETECTOR_FILE} in weights/ or $HEADPOSE_DETECTOR, found none")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(det_path), size)
+    src_sha = source_sha256(path)
+    key = (src_sha, str(det_path), size)
     if key not in _CROP_CACHE:
-        log.info("finding faces in %s for calibration/parity", path)
-        _CROP_CACHE[key] = face_crops(path, OnnxFaceDetector(det_path, 640), size=size,
-                                      margin=spec.decode["crop"]["margin"])
+        _CROP_CACHE[key] = _cached_face_crops(path, src_sha, det_path, size, spec.decode["crop"]["margin"])
     crops, meta = _CROP_CACHE[key]
     if need_calibration and len(crops) < MIN_CALIBRATION:
         raise InputError(f"int8 calibration needs at least {MIN_CALIBRATION} real face crops; '{path}' gave "
@@ -158,7 +209,7 @@ def pose_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int, ne
     ci, pi, disjoint = _split(len(crops), N_CALIBRATION, N_PARITY_CROPS)
     model_rgb = to_color(crops.astype(np.float32), "RGB", spec.color)
     norm = normalise(model_rgb, spec.mean, spec.std)
-    info = {"source": str(path), "sha256": source_sha256(path), "kind": "face_crops",
+    info = {"source": str(path), "sha256": src_sha, "kind": "face_crops",
             "detector": det_path.name, "faces_found": int(len(crops)),
             "frames": len({m["frame"] for m in meta}),
             "samples": int(len(ci)) if need_calibration else 0, "parity_samples": int(len(pi)),
@@ -210,7 +261,7 @@ def detector_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int
         raise InputError(f"int8 calibration needs at least {MIN_CALIBRATION} real frames; '{path}' has {n}: "
                          f"pass a longer video or a folder with more images via --calib")
     if need_calibration:
-        n_calib = max(MIN_CALIBRATION, min(N_CALIBRATION, n - N_PARITY_FRAMES))
+        n_calib = max(MIN_CALIBRATION, min(N_CALIBRATION_FRAMES, n - N_PARITY_FRAMES))
         ci, pi, disjoint = _split(n, n_calib, N_PARITY_FRAMES)
     else:
         ci, pi, disjoint = np.zeros(0, np.int64), sample_evenly(n, N_PARITY_FRAMES), True

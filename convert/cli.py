@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-FORMATS = ("tflite", "onnx")
-PRECISIONS = ("fp32", "fp16", "int8", "dynamic-int8")
+FORMATS = ("tflite", "onnx", "coreml")
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic-int8", "palettize6")  # palettize6: coreml only
 
 
 def add_parser(subparsers) -> None:
@@ -25,11 +25,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--weights", required=True, metavar="PATH",
                    help="pose: .pt checkpoint (yakhyo/head-pose-estimation layout) or that repo's .onnx; "
                         "SCRFD: the *_bnkps.onnx file")
-    p.add_argument("--format", default="tflite", dest="fmt", metavar="{onnx,tflite}",
-                   help="artifact format (default tflite)")
-    p.add_argument("--precision", default="fp32", metavar="{fp32,fp16,int8,dynamic-int8}",
+    p.add_argument("--format", default="tflite", dest="fmt", metavar="{onnx,tflite,coreml}",
+                   help="artifact format (default tflite; coreml: .mlpackage for iOS 16+, see ios_notes/)")
+    p.add_argument("--precision", default="fp32", metavar="{fp32,fp16,int8,dynamic-int8,palettize6}",
                    help="fp32 (default), fp16 weights, int8 (full-integer, calibrated on --calib) or "
-                        "dynamic-int8 (int8 weights, float activations)")
+                        "dynamic-int8 (int8 weights, float activations); coreml: fp32, fp16, int8 (int8 "
+                        "weights, fp16 compute), palettize6 (6-bit k-means weights)")
     p.add_argument("--calib", metavar="PATH", default=None,
                    help="video, image or folder of real images with faces: int8 calibration and parity data "
                         "(default $HEADPOSE_DATA or ../shared/data/in_video.mp4)")
@@ -39,6 +40,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--detector", default=None, metavar="PATH",
                    help="SCRFD ONNX that finds faces for pose calibration (default weights/ or ../shared)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
+    p.add_argument("--max-int8-error", type=float, default=0.5, metavar="DEG",
+                   help="int8 pose gate: mean pitch/yaw/roll difference from the float model on real crops "
+                        "(p99 <= 3); failing models get an automatic remedy (default 0.5; negative: no gate)")
     p.set_defaults(func=run)
 
 
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[convert] {line}", file=sys.stderr, flush=True)
     out = convert(args.model, args.weights, fmt=args.fmt, precision=args.precision, calib=args.calib,
                   input_size=args.input_size, out_dir=args.out, force=args.force, detector=args.detector,
-                  progress=progress)
+                  progress=progress,
+                  **({} if args.fmt == "coreml" else {"max_int8_error": None if args.max_int8_error < 0
+                                                       else args.max_int8_error}))
     print(Path(out))
     return 0

@@ -85,7 +85,7 @@ def _check_args(model_id: str, weights, fmt: str, precision: str, input_size: Op
     path = Path(weights)
     if not path.is_file():
         kind = "an SCRFD .onnx file" if spec.task == "face_detection" else "a .pt checkpoint or a pose .onnx"
-        raise InputError(f"weights '{path}' do not exist: expected {kind}")
+        raise InputError(f"weights file '{path}' does not exist: expected {kind}")
     size = int(input_size or spec.input_size)
     if size < 32 or size % 32:
         raise InputError(f"--input-size {size} is not usable: expected a multiple of 32 (e.g. "
@@ -101,7 +101,7 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
             calib: Optional[Union[str, Path]] = None, input_size: Optional[int] = None,
             out_dir: Union[str, Path] = "weights/exports", force: bool = False,
             detector: Optional[Union[str, Path]] = None,
-            progress: Optional[Callable[[str], None]] = None) -> Path:
+            progress: Optional[Callable[[str], None]] = None, max_int8_error: Optional[float] = 0.5) -> Path:
     """Convert one model into an artifact directory and return its path.
 
     Parameters
@@ -125,6 +125,10 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
         SCRFD ONNX that finds faces for pose calibration/parity.
     progress : callable, optional
         Called with one line per finished step.
+    max_int8_error : float or None
+        int8 pose models: the largest mean pitch/yaw/roll difference (degrees) from the float model
+        on real crops (p99 <= 3 degrees too); when plain int8 misses it, remedies are tried and the
+        choice is recorded in the manifest (:mod:`headpose.convert.int8_gate`). None: no gate.
 
     Returns
     -------
@@ -137,6 +141,9 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     ConversionError
         A failed step or parity gate; no artifact is left behind.
     """
+    if fmt == "coreml":  # its own route: PyTorch -> coremltools (SCRFD via its ONNX graph replayed in PyTorch)
+        from .coreml import convert_coreml
+        return convert_coreml(model_id, weights, precision, input_size, out_dir, force, calib, detector, progress)
     spec, src, size, src_kind = _check_args(model_id, weights, fmt, precision, input_size)
     out_dir = Path(out_dir)
     aid = artifact_id(model_id, size, fmt, precision)
@@ -151,6 +158,7 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     keep_work = os.environ.get("HEADPOSE_KEEP_WORK") == "1"
     try:
         job = _Job(spec, src, src_kind, size, fmt, precision, calib, detector, stage, work, timings, progress)
+        job.max_int8_error = max_int8_error
         manifest = job.run()
         manifest.parity["conversion_seconds"] = round(time.perf_counter() - t_start, 1)
         manifest.parity["step_seconds"] = timings
@@ -218,11 +226,16 @@ class _Job:
             self.reference = self._reference(self.data.parity, onnx_path)
         if self.fmt == "tflite":
             with self.step("onnx2tf"):
-                saved = tflite_mod.onnx_to_saved_model(onnx_path, self.work / "onnx2tf", self.data.sample_rgb01)
+                saved = tflite_mod.cached_saved_model(onnx_path, self.data.sample_rgb01)
             model_file = self.stage / "model.tflite"
             with self.step(f"quantize-{self.precision}"):
                 tflite_mod.quantize(saved, self.precision, model_file,
                                     self.data.calibration if need_calib else None, self.work / "quantize.log")
+            if self.precision == "int8" and self.is_pose and getattr(self, "max_int8_error", None) is not None:
+                with self.step("int8-gate"):
+                    from .int8_gate import enforce
+                    self.int8_gate = enforce(saved, model_file, self.data.calibration, self.data.parity,
+                                             self.reference, self.max_int8_error, work=self.work)
         else:
             model_file = self.stage / "model.onnx"
             with self.step(f"onnx-{self.precision}"):
@@ -256,6 +269,7 @@ class _Job:
             self.source_info = {"kind": "scrfd_onnx"}
             return
         if self.src_kind == "onnx":
+            _check_pose_onnx_architecture(self.spec.model_id, self.src)
             info = onnx_export.cut_pose_onnx(self.src, dst)
             self.source_info = {"kind": "pose_onnx", **info}
             self.torch_model = None
@@ -310,6 +324,8 @@ class _Job:
             quant.update({"activations": "int8", "io_dtype": "float32",
                           "io_note": "float32 input/output tensors around an int8 body (quantize/dequantize "
                                      "in the graph)", "calibration": self.data.info})
+            if getattr(self, "int8_gate", None):
+                quant["int8_gate"] = self.int8_gate
         elif self.precision == "fp16":
             quant.update({"weights": "float16", "io_dtype": "float32"})
         elif self.precision == "dynamic-int8":
@@ -388,6 +404,33 @@ def _onnx_io(path: Path):
             out.append((v.name, shape, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name))
         return out
     return rows(m.graph.input), rows(m.graph.output)
+
+
+def _conv_kernel_shapes(model_id: str):
+    from collections import Counter
+    from torch import nn
+    from .models import build_pose_model
+    return Counter(tuple(m.weight.shape) for m in build_pose_model(model_id).modules() if isinstance(m, nn.Conv2d))
+
+
+def _check_pose_onnx_architecture(model_id: str, src: Path) -> None:
+    """A pose ONNX must hold the convolution kernels of ``model_id`` (batch norm folds into them, so
+    their shapes survive export). A graph that fits another registered backbone is refused with
+    that backbone named; one that fits none is converted with a warning (a modified network)."""
+    from collections import Counter
+    from ..runtime.registry import POSE_MODELS
+    model = onnx_export.load_onnx(src)
+    kernels = Counter(tuple(int(d) for d in i.dims) for i in model.graph.initializer if len(i.dims) == 4)
+    if not kernels:  # kernels may be Constant nodes in some exports: nothing to compare
+        return
+    if kernels == _conv_kernel_shapes(model_id):
+        return
+    other = next((m for m in POSE_MODELS if m != model_id and kernels == _conv_kernel_shapes(m)), None)
+    if other:
+        raise CheckpointError(f"pose ONNX '{src}' does not fit '{model_id}': its {sum(kernels.values())} convolution "
+                              f"kernels are those of '{other}'; run with that model id instead")
+    log.warning("pose ONNX %s: its convolution kernels match no registered backbone exactly; converting it as "
+                "%s all the same (a modified network?)", src.name, model_id)
 
 
 def _onnx_pose_reference(src: Path, nchw: np.ndarray) -> np.ndarray:

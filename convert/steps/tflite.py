@@ -68,6 +68,38 @@ def write_onnx2tf_sample(work_dir: Union[str, Path], images_rgb01: np.ndarray) -
     return path
 
 
+_SAVED: dict = {}  # sha256 of the ONNX bytes -> onnx2tf output folder (this process only)
+_CACHE_ROOT: Optional[Path] = None
+
+
+def _cache_root() -> Path:
+    global _CACHE_ROOT
+    if _CACHE_ROOT is None:
+        import atexit
+        import shutil
+        import tempfile
+        _CACHE_ROOT = Path(tempfile.mkdtemp(prefix="headpose-onnx2tf-"))
+        atexit.register(shutil.rmtree, _CACHE_ROOT, True)
+    return _CACHE_ROOT
+
+
+def cached_saved_model(onnx_path: Union[str, Path], sample_rgb01: np.ndarray) -> Path:
+    """:func:`onnx_to_saved_model`, run once per distinct ONNX graph in this process.
+
+    Converting one model to several precisions in one process (the test session, a matrix build)
+    then pays for onnx2tf once. The folders live in a temporary directory removed at exit.
+    """
+    import hashlib
+    sha = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()
+    hit = _SAVED.get(sha)
+    if hit is not None and (hit / "model_float32.tflite").exists():
+        log.info("onnx2tf: reusing this process's conversion of the same graph (%s)", sha[:12])
+        return hit
+    out = onnx_to_saved_model(onnx_path, _cache_root() / sha[:16], sample_rgb01)
+    _SAVED[sha] = out
+    return out
+
+
 def onnx_to_saved_model(onnx_path: Union[str, Path], work_dir: Union[str, Path],
                         sample_rgb01: np.ndarray) -> Path:
     """Run onnx2tf on ``onnx_path``; returns the output folder (SavedModel + float32/float16 .tflite).

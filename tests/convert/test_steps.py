@@ -137,3 +137,12 @@ def test_match_faces():
     m = match_faces(ref, test)
     assert m[0] == pytest.approx(1.0) and m[1] == pytest.approx(0.9)
     assert match_faces(ref, test[2:]).tolist() == [0.0, 0.0]
+
+
+def test_upstream_onnx_of_another_backbone_is_refused(seeded_ckpt, tmp_path):
+    from headpose.convert.pipeline import _check_pose_onnx_architecture
+    from headpose.runtime.errors import CheckpointError
+    src = export_upstream(load_pose_model("mobilenetv2", seeded_ckpt("mobilenetv2")), tmp_path / "m.onnx")
+    _check_pose_onnx_architecture("mobilenetv2", src)  # fits
+    with pytest.raises(CheckpointError, match="those of 'mobilenetv2'"):
+        _check_pose_onnx_architecture("mobilenetv3_small", src)

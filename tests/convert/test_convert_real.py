@@ -1,0 +1,161 @@
+"""End-to-end conversions on real data (../shared): artifacts built once per session by the
+``artifact`` fixture, then checked through the runtime's own interpreter wrapper."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from headpose.runtime.interpreter import TFLiteModel, make_interpreter
+from headpose.runtime.manifest import load_manifest
+from tests.conftest import VIDEO, need_shared
+
+POSE_ALL = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "mobilenetv3_small", "mobilenetv3_large")
+
+
+def _sha256(path):
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_common(d, model, precision, size, task):
+    m = load_manifest(d, expect_task=task)
+    assert d.name == f"{model}-{size}-tflite-{precision}" and m.id == d.name
+    assert (m.model, m.precision, m.format) == (model, precision, "tflite")
+    assert m.file_sha256 == _sha256(m.model_path) and m.file_bytes == m.model_path.stat().st_size
+    assert len(m.source["sha256"]) == 64 and m.created_utc.endswith("Z")
+    for tool in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert"):
+        assert m.tools[tool] not in ("", "absent")
+    assert m.input.layout == "NHWC" and m.input.role == "image" and m.input.shape[1:] == [size, size, 3]
+    # every named tensor exists in the model file, loaded with XNNPACK
+    it = make_interpreter(m.model_path, num_threads=1, xnnpack=True)
+    names = {t["name"] for t in it.get_input_details() + it.get_output_details()}
+    assert {m.input.name} | {o.name for o in m.outputs} <= names
+    assert m.parity["passed"] is True
+    assert not list(d.parent.glob(f".{d.name}*")), "a staging directory was left behind"
+    return m, it
+
+
+@pytest.fixture(scope="module")
+def crops():
+    """A few real, normalised face crops (the runtime's preprocessing) from the video."""
+    from headpose.convert.calibration import pose_data
+    from headpose.runtime.registry import get_spec
+    need_shared(VIDEO)
+    return pose_data(get_spec("mobilenetv3_small"), VIDEO, 224, need_calibration=False).parity
+
+
+def _pose_checks(artifact, seeded_ckpt, crops, model, precision, max_deg):
+    d = artifact(model, precision)
+    m, _ = _check_common(d, model, precision, 224, "head_pose")
+    assert [o.role for o in m.outputs] == ["ortho6d"] and m.outputs[0].shape[-1] == 6
+    p = m.parity
+    assert p["reference"] == "source PyTorch model" and p["samples"] >= 32
+    # the seeded model must actually vary across faces, or the gate measures nothing
+    assert max(p["reference_euler_std_deg"].values()) > 0.5
+    if max_deg is not None:
+        assert p["euler_max_deg"] < max_deg and p["geodesic_max_deg"] < max_deg
+    # independent re-check: the artifact vs PyTorch on crops, through the runtime's wrapper
+    import torch
+    from headpose.convert.checkpoint import load_pose_model
+    from headpose.runtime.rotation import angle_difference_deg, euler_from_6d
+    net = load_pose_model(model, seeded_ckpt(model))
+    with torch.no_grad():
+        ref = net(torch.from_numpy(np.ascontiguousarray(crops[:8].transpose(0, 3, 1, 2)))).numpy()
+    tfl = TFLiteModel(m)
+    out = tfl(crops[:8])[m.outputs[0].name]
+    diff = angle_difference_deg(euler_from_6d(ref), euler_from_6d(out))
+    assert diff.max() < (max_deg if max_deg is not None else 10.0)
+    # a batch of 4 (the runtime resizes the input for N faces) equals 4 single runs
+    singles = np.concatenate([tfl(crops[i:i + 1])[m.outputs[0].name] for i in range(4)])
+    batched = tfl(crops[:4])[m.outputs[0].name]
+    np.testing.assert_allclose(batched, singles, atol=1e-5 if precision in ("fp32", "fp16") else 1e-3)
+    return m
+
+
+def test_mobilenetv3_small_fp32(artifact, seeded_ckpt, crops):
+    m = _pose_checks(artifact, seeded_ckpt, crops, "mobilenetv3_small", "fp32", 0.05)
+    assert m.quantization["mode"] == "none" and m.parity["gate"] == {"euler_max_deg": 0.05}
+    assert m.decode["kind"] == "ortho6d" and m.decode["crop"]["margin"] == 0.2
+
+
+def test_mobilenetv3_small_int8(artifact, seeded_ckpt, crops):
+    m = _pose_checks(artifact, seeded_ckpt, crops, "mobilenetv3_small", "int8", None)
+    q = m.quantization
+    assert q["mode"] == "full_integer" and q["per_channel"] is True and q["io_dtype"] == "float32"
+    c = q["calibration"]
+    assert c["kind"] == "face_crops" and c["samples"] >= 200 and c["sha256"] == _sha256(VIDEO)
+    assert c["parity_disjoint"] is True
+    # the body really is int8: most tensors of the graph are int8
+    it = make_interpreter(m.model_path)
+    dtypes = [t["dtype"] for t in it.get_tensor_details()]
+    assert sum(dt == np.int8 for dt in dtypes) > len(dtypes) / 2
+    assert m.parity["gate"] is None and m.parity["euler_max_deg"] < 20
+
+
+def test_scrfd_500m_int8(artifact):
+    from headpose.convert.facedata import OnnxFaceDetector, iter_frames
+    from headpose.runtime.registry import SCRFD_DECODE
+    from headpose.runtime.scrfd import box_iou, decode_scrfd
+    from tests.conftest import WEIGHTS
+    d = artifact("scrfd_500m", "int8")
+    m, it = _check_common(d, "scrfd_500m", "int8", 640, "face_detection")
+    roles = sorted((o.role, o.stride) for o in m.outputs)
+    assert roles == sorted((r, s) for r in ("score", "bbox", "kps") for s in (8, 16, 32))
+    assert m.decode["strides"] == [8, 16, 32] and m.decode["input_size"] == [640, 640]
+    p = m.parity
+    assert p["reference_faces"] >= 20 and p["recall"] >= 0.9 and p["mean_iou"] >= 0.85
+    assert m.quantization["calibration"]["kind"] == "letterboxed_frames"
+    assert m.quantization["calibration"]["samples"] >= 200
+    # the artifact finds the same faces as the ONNX model on a real frame, via the manifest's roles
+    ref = OnnxFaceDetector(need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"), 640)
+    _, frame = next(iter_frames(VIDEO, start=150, stop=151))
+    blob, scale = ref.blob(frame)
+    want, _ = ref.detect(frame)
+    named = TFLiteModel(m)(np.ascontiguousarray(blob.transpose(0, 2, 3, 1)))
+    raw = {(o.role, o.stride): named[o.name] for o in m.outputs}
+    got, kps = decode_scrfd(raw, (640, 640), SCRFD_DECODE["strides"], SCRFD_DECODE["anchors_per_cell"],
+                            SCRFD_DECODE["score_threshold"], SCRFD_DECODE["nms_threshold"], scale)
+    assert len(want) >= 1 and abs(len(got) - len(want)) <= 1
+    assert box_iou(want, got).max(axis=1).min() > 0.7
+
+
+def test_upstream_onnx_to_tflite(tmp_path, seeded_ckpt):
+    """A yakhyo-style ONNX (ending in the rotation matrix) converts; parity is against that ONNX."""
+    from headpose.convert.checkpoint import load_pose_model
+    from headpose.convert.pipeline import convert
+    from tests.convert.upstream import export_upstream
+    need_shared(VIDEO)
+    src = export_upstream(load_pose_model("mobilenetv3_small", seeded_ckpt("mobilenetv3_small")),
+                          tmp_path / "mobilenetv3_small.onnx")
+    d = convert("mobilenetv3_small", src, precision="fp32", calib=VIDEO, out_dir=tmp_path / "out")
+    m = load_manifest(d)
+    assert m.source["kind"] == "pose_onnx" and m.source["source_outputs"] == ["rotation_matrix"]
+    assert m.parity["reference"] == "source ONNX in onnxruntime" and m.parity["euler_max_deg"] < 0.05
+    assert max(m.parity["reference_euler_std_deg"].values()) > 0.5
+    tfl = TFLiteModel(m)
+    assert tfl.input_shape[1:] == [224, 224, 3]
+    x = np.zeros((3, 224, 224, 3), np.float32)
+    assert tfl(x)[m.outputs[0].name].shape == (3, 6)
+
+
+# ---- the rest of the matrix ------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("model", POSE_ALL)
+def test_pose_matrix(artifact, seeded_ckpt, crops, model, precision):
+    _pose_checks(artifact, seeded_ckpt, crops, model, precision, {"fp32": 0.05, "fp16": 0.5}.get(precision))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,precision,size", [("scrfd_500m", "fp32", None), ("scrfd_2.5g", "fp32", None),
+                                                   ("scrfd_2.5g", "int8", None), ("scrfd_500m", "fp32", 320),
+                                                   ("scrfd_500m", "int8", 320)])
+def test_scrfd_matrix(artifact, model, precision, size):
+    d = artifact(model, precision, size)
+    m, _ = _check_common(d, model, precision, size or 640, "face_detection")
+    if precision == "fp32":
+        assert m.parity["mean_iou"] >= 0.99 and m.parity["matched"] == m.parity["reference_faces"]
+    assert len({(o.role, o.stride) for o in m.outputs}) == 9
