@@ -178,10 +178,43 @@ def predict_rotations(model, crops: np.ndarray, spec, batch: int = 64) -> np.nda
     return np.concatenate(out) if out else np.zeros((0, 3, 3))
 
 
+def recalibrate_batchnorm(model, crops: np.ndarray, spec, batch: int = 32) -> int:
+    """Re-estimate every BatchNorm's running statistics on ``crops`` (uint8 RGB) as exact averages.
+
+    The backbones use BatchNorm momentum 0.01 (torchvision's MobileNet setting, made for hundreds of
+    epochs): after a short CPU run the running statistics still lag the weights, and a student trained
+    at a lower resolution sees other statistics at 224 px. Averaging the batch statistics over real
+    crops at the deployment size fixes both without touching the learned weights.
+
+    Returns
+    -------
+    int
+        Number of crops used.
+    """
+    import torch
+    from .teachers import normalised_nchw
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over the batches
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(crops), batch):
+            chunk = np.asarray(crops[i:i + batch])
+            if len(chunk) < 2:
+                break
+            model(torch.from_numpy(normalised_nchw(chunk, spec)))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.eval()
+    return int(len(crops))
+
+
 def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Union[str, Path],
             work_dir: Optional[Union[str, Path]] = None, augment: Optional[Augment] = None,
             resume: bool = True, progress: bool = True, extra_meta: Optional[Dict] = None,
-            stop_after_epoch: Optional[int] = None) -> Optional[Dict]:
+            stop_after_epoch: Optional[int] = None, bn_crops: int = 1024) -> Optional[Dict]:
     """Train ``cfg.student`` on ``train`` against its teacher labels and save it.
 
     Parameters
@@ -193,6 +226,9 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
         Where the per-epoch resume checkpoint lives (default: ``<out>.work/``).
     resume : bool
         Continue from the work folder's checkpoint when it was made with the same configuration.
+    bn_crops : int
+        Training crops (un-augmented, full size) on which BatchNorm statistics are re-estimated at
+        the end (:func:`recalibrate_batchnorm`).
     stop_after_epoch : int, optional
         Stop (as an interruption would) once this epoch's checkpoint is written; returns None.
 
@@ -289,6 +325,10 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
             log.info("stopping after epoch %d as asked; resume with the same options", epoch + 1)
             return None
     model = model.to(memory_format=torch.contiguous_format).eval()
+    from .facedata import sample_evenly
+    bn_idx = sample_evenly(len(train), bn_crops)
+    bn_used = recalibrate_batchnorm(model, np.asarray(train.base[np.sort(bn_idx)]), spec)
+    log.info("BatchNorm statistics re-estimated on %d training crops at %d px", bn_used, spec.input_size)
     _save_atomic({k: v.contiguous() for k, v in model.state_dict().items()}, out)
     sidecar = {
         "model": cfg.student, "file": out.name, "sha256": sha256_file(out), "format": "plain state_dict "
@@ -297,6 +337,8 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
         "config": asdict(cfg), "augment": asdict(augment),
         "labels": "teacher rotations of the runtime crops; augmented crops carry exactly transformed labels "
                   "(rotation theta CCW: Rz(-theta) R; flip: F R F), never teacher labels of augmented images",
+        "batchnorm": f"running statistics re-estimated after training on {bn_used} un-augmented training "
+                     f"crops at {spec.input_size} px (exact average)",
         "train_seconds": round(wall, 1),
         "images_per_second": round(steps_per_epoch * cfg.batch * len(history) / max(wall, 1e-9), 1),
         "history": history, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),

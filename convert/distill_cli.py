@@ -103,6 +103,7 @@ def run_distill(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import numpy as np
     from ..runtime.errors import InputError
     from .cropset import load_cropset
     from .evaluate import evaluate, format_report, load_predictor
@@ -119,6 +120,20 @@ def run_eval(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.pose, args.model)
     report = evaluate(predictor, cs, teacher=make_teacher(teacher) if teacher and args.teacher_consistency else None,
                       limit=args.limit, with_consistency=not args.no_consistency)
+    if args.against:
+        from .int8_gate import angle_errors
+        ref = load_predictor(args.against, args.model)
+        idx = slice(None)
+        if args.limit:
+            from .facedata import sample_evenly
+            idx = sample_evenly(len(cs), args.limit)
+        base = np.asarray(cs.base[idx])
+        # gate figures: this model against the reference model (e.g. int8 artifact vs its fp32 checkpoint)
+        report["vs_reference"] = {"reference": str(args.against),
+                                  **angle_errors(ref.rotations(base), predictor.raw(base))}
+        v = report["vs_reference"]
+        print(f"vs reference {args.against}: mean {v['mean_deg']:.3f} deg, p99 {v['p99_deg']:.3f} deg, "
+              f"max {v['max_deg']:.3f} deg over {v['n']} crops")
     report["pose"] = str(args.pose)
     report["teacher"] = cs.meta.get("teacher")
     print(format_report(report))
@@ -173,5 +188,7 @@ def add_parser(sub) -> None:
     e.add_argument("--crops", help="a cached crop set folder instead of --data")
     e.add_argument("--limit", type=int, help="evaluate on this many crops spread over the set")
     e.add_argument("--teacher-consistency", action="store_true", help="also report the teacher's consistency")
+    e.add_argument("--against", metavar="MODEL", help="also compare with this checkpoint/artifact (e.g. the fp32 "
+                   "model of an int8 artifact): mean and p99 of the pitch/yaw/roll differences")
     e.add_argument("--json", help="write the full report here")
     e.set_defaults(func=run_eval)

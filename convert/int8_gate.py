@@ -1,0 +1,262 @@
+"""The int8 accuracy gate of pose models, and what the converter does when a model fails it.
+
+Gate: the full-integer TFLite model against its float reference (the source model) on real face
+crops not used for calibration; the mean absolute difference of pitch/yaw/roll must not exceed
+``max_mean_deg`` (default 0.5) and the 99th percentile ``max_p99_deg`` (default 3.0).
+
+When plain post-training quantisation (per-channel int8 weights, int8 activations calibrated on real
+crops) fails, remedies are tried in order, and the first that passes is kept:
+
+1. ``calibration+mirror``: calibrate on the crops and their mirrored copies (twice the crops, both
+   yaw directions: activation ranges no longer miss one side);
+2. ``float_layers:K``: mixed precision. TensorFlow's quantisation debugger measures each quantised
+   layer's error (RMSE / scale on the calibration crops); the K worst layers (K = 1, 2, 4, 8, 16) are
+   kept in float32 (quantize/dequantize around them; XNNPACK runs both parts);
+3. ``int16_activations``: 16-bit activations with int8 weights (TFLite's 16x8 mode; XNNPACK does not
+   accelerate it, so it runs on the reference kernels: slow, recorded as such).
+
+What was chosen, the figures of every attempt and the latency cost (XNNPACK, 1 thread, batch 1)
+against plain int8 and float32 are returned for the artifact's manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..runtime.errors import ConversionError
+from ..runtime.rotation import angle_difference_deg, euler_from_rotation, rotation_from_6d
+
+log = logging.getLogger(__name__)
+
+MAX_MEAN_DEG = 0.5
+MAX_P99_DEG = 3.0
+FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
+
+
+def angle_errors(reference_rotation: np.ndarray, test_6d: np.ndarray) -> Dict[str, float]:
+    """Gate figures: |pitch|, |yaw|, |roll| differences (degrees) pooled over crops and axes.
+
+    Parameters
+    ----------
+    reference_rotation : (N, 3, 3)
+    test_6d : (N, 6) raw outputs of the quantised model
+
+    Returns
+    -------
+    dict: ``n``, ``mean_deg``, ``p99_deg``, ``max_deg``, ``per_axis_mean_deg`` {pitch, yaw, roll}
+    """
+    d = angle_difference_deg(euler_from_rotation(np.asarray(reference_rotation).reshape(-1, 3, 3)),
+                             euler_from_rotation(rotation_from_6d(np.asarray(test_6d, np.float64).reshape(-1, 6))))
+    return {"n": int(len(d)), "mean_deg": round(float(d.mean()), 4), "p99_deg": round(float(np.percentile(d, 99)), 4),
+            "max_deg": round(float(d.max()), 4),
+            "per_axis_mean_deg": {k: round(float(d[:, i].mean()), 4) for i, k in enumerate(("pitch", "yaw", "roll"))}}
+
+
+def passes(fig: Dict[str, float], max_mean: float, max_p99: float) -> bool:
+    return fig["mean_deg"] <= max_mean and fig["p99_deg"] <= max_p99
+
+
+def run_tflite(model: Union[str, Path, bytes], x_nhwc: np.ndarray, num_threads: int = 1) -> np.ndarray:
+    """Raw (N, 6) outputs of a single-output pose ``.tflite`` (float32 I/O) on NHWC inputs, one crop at a time."""
+    from ..runtime.interpreter import _interpreter_module
+    mod = _interpreter_module()
+    kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    it = mod.Interpreter(num_threads=num_threads, **kw)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    res = []
+    for i in range(len(x_nhwc)):
+        it.set_tensor(inp["index"], np.ascontiguousarray(x_nhwc[i:i + 1], np.float32))
+        it.invoke()
+        res.append(np.array(it.get_tensor(out["index"]), np.float64).reshape(-1))
+    return np.stack(res)
+
+
+def latency_ms(model: Union[str, Path, bytes], x_nhwc: np.ndarray, runs: int = 30, num_threads: int = 1) -> float:
+    """Median latency (ms) of one batch-1 inference (XNNPACK on, ``num_threads`` threads)."""
+    from ..runtime.interpreter import _interpreter_module
+    mod = _interpreter_module()
+    kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    it = mod.Interpreter(num_threads=num_threads, **kw)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    x = np.ascontiguousarray(x_nhwc[:1], np.float32)
+    times = []
+    for i in range(runs + 3):
+        it.set_tensor(inp["index"], x)
+        t0 = time.perf_counter()
+        it.invoke()
+        if i >= 3:
+            times.append((time.perf_counter() - t0) * 1000)
+    return round(float(np.median(times)), 3)
+
+
+def _converter(saved_model: Path, calibration: np.ndarray, int16: bool = False, allow_float: bool = False):
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    calib = np.asarray(calibration, np.float32)
+
+    def representative():
+        for i in range(len(calib)):
+            yield [calib[i:i + 1]]
+    conv.representative_dataset = representative
+    if int16:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    elif allow_float:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    else:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.float32
+    conv.inference_output_type = tf.float32
+    return conv, representative
+
+
+def _convert(conv, log_path: Optional[Path]) -> bytes:
+    from .steps.tflite import redirect_fds
+    import os
+    with redirect_fds(log_path or os.devnull):
+        return conv.convert()
+
+
+def layer_sensitivity(saved_model: Path, calibration: np.ndarray, log_path: Optional[Path] = None
+                      ) -> List[Tuple[str, str, float]]:
+    """Quantised layers ranked by error: ``(tensor name, op, rmse/scale)``, worst first.
+
+    Uses ``tf.lite.experimental.QuantizationDebugger`` on the calibration crops.
+    """
+    import tensorflow as tf
+    from .steps.tflite import redirect_fds
+    import os
+    conv, rep = _converter(saved_model, calibration, allow_float=True)
+    with redirect_fds(log_path or os.devnull):
+        dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=rep)
+        dbg.run()
+    import csv
+    import io
+    buf = io.StringIO()
+    dbg.layer_statistics_dump(buf)
+    rows = []
+    for r in csv.DictReader(io.StringIO(buf.getvalue())):
+        try:
+            scale, mse = float(r["scale"]), float(r["mean_squared_error"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if scale > 0 and np.isfinite(mse):
+            rows.append((r["tensor_name"], r.get("op_name", ""), float(np.sqrt(mse)) / scale))
+    return sorted(rows, key=lambda r: -r[2])
+
+
+def float_layers_model(saved_model: Path, calibration: np.ndarray, denylist: Sequence[str],
+                       log_path: Optional[Path] = None) -> bytes:
+    """int8 model with the layers producing ``denylist`` tensors kept in float32."""
+    import tensorflow as tf
+    from .steps.tflite import redirect_fds
+    import os
+    conv, rep = _converter(saved_model, calibration, allow_float=True)
+    opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
+    with redirect_fds(log_path or os.devnull):
+        dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=rep, debug_options=opts)
+        return dbg.get_nondebug_quantized_model()
+
+
+def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibration: np.ndarray,
+            parity: np.ndarray, reference_rotation: np.ndarray, max_mean_deg: float = MAX_MEAN_DEG,
+            max_p99_deg: float = MAX_P99_DEG, work: Optional[Union[str, Path]] = None) -> Dict:
+    """Check the int8 ``model_file`` and, if it fails, replace it with the first remedy that passes.
+
+    Parameters
+    ----------
+    saved_model : path
+        onnx2tf output folder (SavedModel + ``model_float32.tflite``).
+    model_file : path
+        The plain int8 ``.tflite`` (rewritten in place when a remedy is chosen).
+    calibration : (M, S, S, 3) float32, normalised model inputs used for calibration
+    parity : (N, S, S, 3) float32, normalised crops not used for calibration
+    reference_rotation : (N, 3, 3), the float source model's rotations on ``parity``
+
+    Returns
+    -------
+    dict
+        ``gate`` (limits), ``chosen`` (remedy name or ``"none"``), ``attempts`` (figures of each),
+        ``latency_ms`` (float32, int8 and chosen; XNNPACK, 1 thread, batch 1), ``speed_cost``.
+
+    Raises
+    ------
+    ConversionError
+        When no remedy meets the gate (the figures of every attempt are in the message).
+    """
+    saved_model, model_file = Path(saved_model), Path(model_file)
+    work = Path(work) if work else model_file.parent
+    gate = {"max_mean_deg": max_mean_deg, "max_p99_deg": max_p99_deg, "crops": int(len(parity)),
+            "metric": "|pitch|,|yaw|,|roll| differences vs the float source model, pooled over crops and axes"}
+    attempts: List[Dict] = []
+
+    def attempt(name: str, model) -> bool:
+        fig = angle_errors(reference_rotation, run_tflite(model, parity))
+        ok = passes(fig, max_mean_deg, max_p99_deg)
+        attempts.append({"remedy": name, **fig, "passed": ok})
+        log.info("int8 gate %s: mean %.3f deg, p99 %.3f deg -> %s", name, fig["mean_deg"], fig["p99_deg"],
+                 "pass" if ok else "fail")
+        return ok
+
+    chosen, chosen_model = "none", None
+    if not attempt("plain", model_file):
+        candidates = []
+        mirrored = np.concatenate([calibration, calibration[:, :, ::-1]])
+        candidates.append(("calibration+mirror", lambda: _convert(_converter(saved_model, mirrored)[0],
+                                                                   work / "gate_calib.log")))
+        ranked: List[Tuple[str, str, float]] = []
+
+        def float_k(k):
+            def make():
+                if not ranked:
+                    ranked.extend(layer_sensitivity(saved_model, calibration, work / "gate_debug.log"))
+                return float_layers_model(saved_model, calibration, [r[0] for r in ranked[:k]], work / "gate_float.log")
+            return make
+        for k in FLOAT_LAYER_STEPS:
+            candidates.append((f"float_layers:{k}", float_k(k)))
+        candidates.append(("int16_activations", lambda: _convert(_converter(saved_model, calibration, int16=True)[0],
+                                                                  work / "gate_int16.log")))
+        for name, make in candidates:
+            try:
+                model = make()
+            except Exception as e:  # a remedy the converter cannot build is recorded and skipped
+                attempts.append({"remedy": name, "error": str(e).strip().splitlines()[0][:200] if str(e).strip()
+                                 else type(e).__name__, "passed": False})
+                log.warning("int8 gate remedy %s could not be built: %s", name, attempts[-1]["error"])
+                continue
+            if attempt(name, model):
+                chosen, chosen_model = name, model
+                if name.startswith("float_layers"):
+                    k = int(name.split(":")[1])
+                    attempts[-1]["float_layers"] = [{"tensor": n, "op": o, "rmse_over_scale": round(v, 4)}
+                                                    for n, o, v in ranked[:k]]
+                break
+        if chosen_model is None:
+            raise ConversionError(
+                f"int8 gate failed: no remedy brings the int8 model within mean {max_mean_deg} deg / p99 "
+                f"{max_p99_deg} deg of the float model on {len(parity)} real crops; tried "
+                + "; ".join(f"{a['remedy']}: " + (f"mean {a['mean_deg']:.2f}, p99 {a['p99_deg']:.2f}" if "mean_deg" in a
+                                                  else a.get("error", "?")) for a in attempts)
+                + ". Use --precision fp16 or dynamic-int8, or raise --max-int8-error")
+        tmp = model_file.with_suffix(".gate")
+        tmp.write_bytes(chosen_model)
+        tmp.replace(model_file)
+    lat = {"float32": latency_ms(saved_model / "model_float32.tflite", parity),
+           "int8_plain": None, "chosen": latency_ms(model_file, parity)}
+    if chosen == "none":
+        lat["int8_plain"] = lat["chosen"]
+    else:
+        plain = _convert(_converter(saved_model, calibration)[0], work / "gate_plain.log")
+        lat["int8_plain"] = latency_ms(plain, parity)
+    cost = None if chosen == "none" else round(lat["chosen"] / max(lat["int8_plain"], 1e-9), 3)
+    return {"gate": gate, "chosen": chosen, "passed": True, "attempts": attempts,
+            "latency_ms": {**lat, "how": "LiteRT XNNPACK, 1 thread, batch 1, median of 30, conversion machine"},
+            "speed_cost": ("none (plain int8 passes)" if cost is None else
+                           f"{cost}x the plain int8 latency ({lat['chosen']} vs {lat['int8_plain']} ms)")}
