@@ -44,6 +44,7 @@ POSE_MODEL = "mobilenetv3_small"
 VIDEO_STILLS = (0, 120, 240)  # frames used like images
 SEQ_START, SEQ_LEN = 60, 40  # consecutive frames for tracking + smoothing
 FPS = 30.0
+STREAM_LEN, STREAM_DETECT_EVERY = 12, 2  # whole-estimator replay on real artifacts
 EURO_PARAMS = {"min_cutoff": 0.5, "beta": 0.05, "d_cutoff": 1.0}  # non-default, on Euler degrees
 
 
@@ -304,6 +305,54 @@ def write_artifact_golden(out: Path, detector_dir: Path, pose_dir: Path) -> Dict
     index = {"kind": "tflite",
              "det_manifest": (Path(detector_dir) / "manifest.json").read_text(encoding="utf-8"),
              "pose_manifest": (Path(pose_dir) / "manifest.json").read_text(encoding="utf-8"),
-             "frames": frames}
+             "frames": frames,
+             "stream": _stream_golden(put, detector_dir, pose_dir)}
     (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False), encoding="utf-8")
     return index
+
+
+class _Recording:
+    """Wraps a runtime ``TFLiteModel``: every call's input and named outputs are kept."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls = []
+
+    def __call__(self, x):
+        y = self.model(x)
+        self.calls.append((np.array(x, np.float32), {k: np.array(v, np.float32) for k, v in y.items()}))
+        return y
+
+    def __getattr__(self, name):  # interpreter, manifest... of the wrapped model
+        return getattr(self.model, name)
+
+
+def _stream_golden(put: Writer, detector_dir: Path, pose_dir: Path, start: int = SEQ_START, n: int = STREAM_LEN,
+                   detect_every: int = STREAM_DETECT_EVERY) -> Dict[str, Any]:
+    """The whole estimator (``HeadPoseEstimator``: detect every N frames, track, batched pose, One-Euro)
+    over consecutive video frames, with every interpreter call recorded for replay on the Java side."""
+    from headpose.convert.facedata import iter_frames
+    from headpose.runtime.estimator import EstimatorOptions, HeadPoseEstimator
+
+    opts = EstimatorOptions(detect_every=detect_every, smooth=True, use_opencv=False)
+    est = HeadPoseEstimator.from_artifacts(detector_dir, pose_dir, opts)
+    det_rec, pose_rec = _Recording(est.detector.model), _Recording(est.pose.model)
+    est.detector.model, est.pose.model = det_rec, pose_rec
+    frames = []
+    for fid, frame in iter_frames(VIDEO, start=start, stop=start + n):
+        t = int(fid.rsplit("#", 1)[1]) / FPS
+        faces = est.estimate(frame, "BGR", timestamp=t)
+        frames.append({"t": t, "frame": put(frame, "stream_frame"), "faces": [
+            {"track_id": f.track_id, "box": [float(v) for v in f.box], "score": float(f.score),
+             "keypoints": [float(v) for v in np.asarray(f.keypoints).reshape(-1)],
+             "yaw": f.yaw, "pitch": f.pitch, "roll": f.roll,
+             "rotation": [float(v) for v in np.asarray(f.rotation).reshape(-1)]} for f in faces]})
+    det_calls = [{"input": put(x, "det_call_in"), "outputs": {k: put(v, "det_call_out") for k, v in y.items()}}
+                 for x, y in det_rec.calls]
+    pose_rows = []  # the Java engine runs faces one by one: split each batch call into rows
+    for x, y in pose_rec.calls:
+        for i in range(len(x)):
+            pose_rows.append({"input": put(x[i], "pose_row_in"),
+                              "outputs": {k: put(v[i], "pose_row_out") for k, v in y.items()}})
+    est.close()
+    return {"detect_every": detect_every, "frames": frames, "detector_calls": det_calls, "pose_calls": pose_rows}

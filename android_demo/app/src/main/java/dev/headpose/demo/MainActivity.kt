@@ -248,15 +248,15 @@ class MainActivity : AppCompatActivity() {
         val det = p.detModel.manifest
         val pose = p.poseModel.manifest
         val acc = p.accelerator.label
-        val pipelineEntry = p.recorder.pipeline("litert", det, pose, p.threads, acc, 1, p.smooth, p.loadMs, true)
+        val pipelineEntry = p.recorder.pipeline("litert", det, pose, p.threads, acc, p.detectEvery, p.smooth, p.loadMs, true)
         val latency = ArrayList<Map<String, Any>>()
-        if (p.detectorRuns.isNotEmpty()) {
-            latency += BenchReport.modelLatency(det, "litert", p.threads, acc, 1, p.loadMs, p.detectorFirstMs,
-                p.detectorRuns.toDoubleArray())
+        val detRuns = p.engine.detectorRuns()
+        if (detRuns.isNotEmpty()) {
+            latency += BenchReport.modelLatency(det, "litert", p.threads, acc, 1, p.loadMs, p.engine.detectorFirstMs(), detRuns)
         }
-        if (p.poseRuns.isNotEmpty()) {
-            latency += BenchReport.modelLatency(pose, "litert", p.threads, acc, 1, p.loadMs, p.poseFirstMs,
-                p.poseRuns.toDoubleArray())
+        val poseRuns = p.engine.poseRuns()
+        if (poseRuns.isNotEmpty()) {
+            latency += BenchReport.modelLatency(pose, "litert", p.threads, acc, 1, p.loadMs, p.engine.poseFirstMs(), poseRuns)
         }
         val result = BenchReport.result(
             DeviceInfo.fingerprint(), recordStartUtc, "headpose android_demo", BuildConfigInfo.VERSION,

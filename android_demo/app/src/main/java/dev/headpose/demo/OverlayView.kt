@@ -9,6 +9,7 @@ import android.graphics.Paint
 import android.graphics.RectF
 import android.util.AttributeSet
 import android.view.View
+import dev.headpose.core.FaceResult
 import kotlin.math.max
 
 /**

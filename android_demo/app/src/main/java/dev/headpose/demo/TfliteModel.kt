@@ -2,6 +2,7 @@ package dev.headpose.demo
 
 import dev.headpose.core.HeadposeException
 import dev.headpose.core.Manifest
+import dev.headpose.core.Model
 import dev.headpose.core.Quant
 import org.tensorflow.lite.DataType
 import org.tensorflow.lite.Interpreter
@@ -31,7 +32,7 @@ class TfliteModel(
     model: ByteBuffer,
     val threads: Int,
     requested: Accelerator,
-) : Closeable {
+) : Closeable, Model {
     val manifest: Manifest = artifact.manifest
     private var gpu: GpuDelegate? = null
     /** What actually runs: GPU falls back to XNNPACK on devices the delegate does not support. */
@@ -96,7 +97,7 @@ class TfliteModel(
      * @param input normalised image in the manifest's layout, exactly [Manifest.input] elements
      * @return output name -> float values (dequantised)
      */
-    fun run(input: FloatArray): Map<String, FloatArray> {
+    override fun run(input: FloatArray): Map<String, FloatArray> {
         inputBuffer.rewind()
         when (inputTensor.dataType()) {
             DataType.FLOAT32 -> inputBuffer.asFloatBuffer().put(input)

@@ -239,8 +239,105 @@ public final class GoldenRunner {
             frames.add(r);
         }
         result.put("frames", frames);
+        if (index.containsKey("stream")) {
+            result.put("stream", runStream(Json.asObject(index.get("stream"), "stream"), det, pose));
+        }
         Files.write(out.resolve("index.json"), Json.write(result).getBytes(StandardCharsets.UTF_8));
         System.out.println("GoldenRunner: " + frames.size() + " frames of artifacts " + det.id + ", " + pose.id);
+    }
+
+    /** A {@link Model} that returns recorded outputs in call order and measures how far its inputs are from the recorded ones. */
+    private final class Replay implements Model {
+        private final List<Object> calls;
+        private int next;
+        double maxInputDiff;
+        int lengthMismatches;
+
+        Replay(List<Object> calls) {
+            this.calls = calls;
+        }
+
+        @Override
+        public Map<String, float[]> run(float[] input) {
+            if (next >= calls.size()) {
+                throw new HeadposeException.InputException("replay: call " + (next + 1) + " but only " + calls.size()
+                        + " were recorded (the engine calls the model more often than the Python estimator)");
+            }
+            Map<String, Object> call = Json.asObject(calls.get(next++), "call");
+            try {
+                float[] want = floats(call.get("input"));
+                if (want.length != input.length) {
+                    lengthMismatches++;
+                } else {
+                    for (int i = 0; i < want.length; i++) {
+                        maxInputDiff = Math.max(maxInputDiff, Math.abs(want[i] - input[i]));
+                    }
+                }
+                Map<String, float[]> outs = new LinkedHashMap<>();
+                for (Map.Entry<String, Object> e : Json.asObject(call.get("outputs"), "outputs").entrySet()) {
+                    outs.put(e.getKey(), floats(e.getValue()));
+                }
+                return outs;
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
+    }
+
+    /** The whole engine over a recorded stream of the Python estimator. */
+    private Map<String, Object> runStream(Map<String, Object> stream, Manifest det, Manifest pose) throws IOException {
+        Replay detReplay = new Replay(Json.asArray(stream.get("detector_calls"), "detector_calls"));
+        Replay poseReplay = new Replay(Json.asArray(stream.get("pose_calls"), "pose_calls"));
+        LatencyRecorder rec = new LatencyRecorder();
+        HeadPoseEngine engine = new HeadPoseEngine(det, detReplay, pose, poseReplay,
+                Json.asInt(stream.get("detect_every"), "detect_every"), true, 0, rec);
+        List<Object> frames = new ArrayList<>();
+        for (Object o : Json.asArray(stream.get("frames"), "stream frames")) {
+            Map<String, Object> c = Json.asObject(o, "stream frame");
+            Map<String, Object> fd = Json.asObject(c.get("frame"), "frame");
+            int[] shp = shape(fd);
+            Frame frame = Frame.bgr(bytes(fd), shp[1], shp[0]);
+            List<Object> faces = new ArrayList<>();
+            for (FaceResult f : engine.process(frame, Json.asNumber(c.get("t"), "t"))) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("track_id", f.trackId);
+                m.put("box", floatList(f.box));
+                m.put("score", (double) f.score);
+                m.put("keypoints", floatList(f.keypoints));
+                m.put("yaw", f.yaw);
+                m.put("pitch", f.pitch);
+                m.put("roll", f.roll);
+                List<Object> r = new ArrayList<>();
+                for (double v : f.rotation) {
+                    r.add(v);
+                }
+                m.put("rotation", r);
+                List<Object> ax = new ArrayList<>();
+                for (int v : f.axes) {
+                    ax.add(v);
+                }
+                m.put("axes", ax);
+                faces.add(m);
+            }
+            frames.add(Map.of("faces", faces));
+        }
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("frames", frames);
+        r.put("detector_calls", detReplay.next);
+        r.put("pose_calls", poseReplay.next);
+        r.put("detector_input_max_diff", detReplay.maxInputDiff);
+        r.put("pose_input_max_diff", poseReplay.maxInputDiff);
+        r.put("input_length_mismatches", detReplay.lengthMismatches + poseReplay.lengthMismatches);
+        r.put("recorded_frames", rec.frames());
+        return r;
+    }
+
+    private static List<Object> floatList(float[] a) {
+        List<Object> l = new ArrayList<>();
+        for (float v : a) {
+            l.add((double) v);
+        }
+        return l;
     }
 
     private void run() throws IOException {
