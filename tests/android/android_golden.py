@@ -242,7 +242,18 @@ def write_golden(out: Path) -> Dict[str, Any]:
                     "fsa_ypr": put(ypr.reshape(-1, 3), "seq_fsa_ypr"),
                     "rotations": put(np.asarray(rots, np.float64).reshape(-1, 9), "seq_rotations"),
                     "smoothed": put(np.asarray(smoothed, np.float64).reshape(-1, 9), "seq_smoothed")})
+    # int8/uint8 (de)quantisation as runtime/interpreter.py does it, on a real detector input; the
+    # scale/zero-point pairs are illustrative (the formula is what is compared)
+    x = _read_first_det_input(out, frames[0])
+    quant = []
+    for dtype, scale, zero in (("int8", 0.0078125, -1), ("uint8", 0.0079, 128)):
+        info = np.iinfo(dtype)
+        q = np.clip(np.round(x / scale + zero), info.min, info.max)
+        deq = (q.astype(dtype).astype(np.float32) - zero) * scale
+        quant.append({"dtype": dtype, "scale": scale, "zero_point": zero, "x": frames[0]["det_input"],
+                      "q": put(q.astype(np.int32), f"quant_{dtype}"), "deq": put(deq.astype(np.float32), "deq")})
     index = {
+        "quant": quant,
         "det_manifest": json.dumps(det_manifest, indent=2),
         "pose_manifest": json.dumps(pose_manifest, indent=2, ensure_ascii=False),
         "pose_manifest_ascii": json.dumps(pose_manifest, ensure_ascii=True),
@@ -309,6 +320,10 @@ def write_artifact_golden(out: Path, detector_dir: Path, pose_dir: Path) -> Dict
              "stream": _stream_golden(put, detector_dir, pose_dir)}
     (out / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False), encoding="utf-8")
     return index
+
+
+def _read_first_det_input(out: Path, case: Dict[str, Any]) -> np.ndarray:
+    return read_bin(out, case["det_input"])
 
 
 class _Recording:

@@ -119,6 +119,16 @@ def test_broken_manifests_rejected_like_python(golden):
     assert out["wrong_task"].startswith("ManifestException: ") and "face_detection" in out["wrong_task"]
 
 
+def test_quantisation_matches(golden):
+    """int8/uint8 input quantisation and output dequantisation as runtime/interpreter.py."""
+    gdir, index, jdir, out = golden
+    for e, g in zip(index["quant"], out["quant"]):
+        want = _bin(gdir, e["q"]).reshape(-1)
+        np.testing.assert_array_equal(_bin(jdir, g["q"]), want, err_msg=e["dtype"])
+        assert len(np.unique(want)) > 50, "the quantised input should span many levels"
+        np.testing.assert_array_equal(_bin(jdir, g["deq"]), _bin(gdir, e["deq"]).reshape(-1), err_msg=e["dtype"])
+
+
 def test_letterbox_matches(golden):
     gdir, index, jdir, out = golden
     for e, g in zip(index["frames"], out["frames"]):

@@ -349,6 +349,29 @@ public final class GoldenRunner {
         }
         Map<String, Object> result = new LinkedHashMap<>();
 
+        // int8/uint8 (de)quantisation
+        List<Object> quant = new ArrayList<>();
+        for (Object o : Json.asArray(index.get("quant"), "quant")) {
+            Map<String, Object> q = Json.asObject(o, "quant case");
+            boolean signed = "int8".equals(q.get("dtype"));
+            double scale = Json.asNumber(q.get("scale"), "scale");
+            int zero = Json.asInt(q.get("zero_point"), "zero_point");
+            float[] x = floats(q.get("x"));
+            byte[] qb = new byte[x.length];
+            Quant.quantize(x, 0, x.length, scale, zero, signed, qb, 0);
+            int[] qi = new int[x.length];
+            for (int i = 0; i < x.length; i++) {
+                qi[i] = signed ? qb[i] : qb[i] & 0xff;
+            }
+            float[] deq = new float[x.length];
+            Quant.dequantize(qb, 0, x.length, scale, zero, signed, deq, 0);
+            Map<String, Object> r = new LinkedHashMap<>();
+            r.put("q", write("quant", qi, x.length));
+            r.put("deq", write("deq", deq, x.length));
+            quant.add(r);
+        }
+        result.put("quant", quant);
+
         // manifests: parse, echo, round-trip through the JSON writer, reject the broken ones
         Manifest det = Manifest.parse(Json.asString(index.get("det_manifest"), "det_manifest"), "det manifest");
         Manifest pose = Manifest.parse(Json.asString(index.get("pose_manifest"), "pose_manifest"), "pose manifest");
