@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", default="1,2", help="thread sweep (default %(default)s)")
     p.add_argument("--detect-every", default="1", help="detect-every sweep of the LiteRT pipelines (default %(default)s)")
     p.add_argument("--xnnpack", default="on", help="XNNPACK sweep: on, off or on,off (default %(default)s)")
+    p.add_argument("--model-xnnpack-off", action="store_true",
+                   help="model-only latency also without XNNPACK (built-in kernels) for every TFLite artifact")
     p.add_argument("--frames", type=int, default=100, help="measured frames per pipeline (default %(default)s)")
     p.add_argument("--pipeline-warmup", type=int, default=3, help="untimed pipeline calls first (default %(default)s)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per model-only measurement (default %(default)s)")
@@ -190,9 +192,10 @@ def run_bench(args: argparse.Namespace) -> int:
             model_jobs.append(d)
         for m in poses:
             model_jobs += [pose_art[(m, p)] for p in precisions] + [pose_onnx[m]]
+    model_xnn = list(dict.fromkeys(xnn + ([False] if args.model_xnnpack_off else [])))
     n_model = 0
     for d in model_jobs:
-        n_model += len(threads) * (len(xnn) if load_manifest(d).format == "tflite" else 1)
+        n_model += len(threads) * (len(model_xnn) if load_manifest(d).format == "tflite" else 1)
     if args.torch:
         n_model += len(poses) * len(threads)
     pipe_specs: List[pl.PipelineSpec] = []
@@ -215,7 +218,7 @@ def run_bench(args: argparse.Namespace) -> int:
     for d in model_jobs:
         m = load_manifest(d)
         for t in threads:
-            for x in (xnn if m.format == "tflite" else [None]):
+            for x in (model_xnn if m.format == "tflite" else [None]):
                 bar.set_postfix_str(f"{m.id} t{t}" + ("" if x is None else (" xnn" if x else " noxnn")))
                 runner = ml.litert_runner(d, t, x, frame0) if m.format == "tflite" else ml.onnx_runner(d, t, frame0)
                 model_latency.append(ml.measure(runner, args.warmup, args.runs, args.seconds,
@@ -285,7 +288,8 @@ def run_bench(args: argparse.Namespace) -> int:
                      "pipeline_warmup": args.pipeline_warmup, "runs": args.runs, "seconds": args.seconds,
                      "threads": threads, "precisions": precisions, "pose_models": poses,
                      "detector": args.detector, "detector_precision": args.detector_precision,
-                     "detect_every": detect_every, "xnnpack": xnn, "baseline": not args.no_baseline,
+                     "detect_every": detect_every, "xnnpack": xnn, "model_xnnpack": model_xnn,
+                     "baseline": not args.no_baseline,
                      "torch": bool(args.torch), "duration_s": duration,
                      "weights": {m: w.to_dict() for m, w in {**pose_w, args.detector: det_w}.items()}},
         "artifacts": artifacts,
