@@ -263,3 +263,30 @@ def test_jitter_on_a_static_head(det_dir, pose_dir):
     print(f"jitter on a static head: raw {figures[False]:.3f} deg/frame, smoothed {figures[True]:.3f} deg/frame")
     assert figures[False] > 0.01  # the noise does move the raw estimate
     assert figures[True] < figures[False] / 2
+
+
+def test_int8_artifacts_follow_fp32(frames, det_dir, pose_dir, artifact):
+    """Full-integer artifacts (int8 body, float32 I/O) through the same runtime: the faces of fp32
+    (same count, IoU >= 0.85 - here >= 0.93), poses within 5 deg geodesic (here <= 2.1), batching exact."""
+    from headpose.runtime.rotation import geodesic_deg
+    det8, pose8 = artifact("scrfd_500m", "int8"), artifact(POSE_MODEL, "int8")
+    opts = EstimatorOptions(smooth=False, use_opencv=False)
+    f32 = HeadPoseEstimator.from_artifacts(det_dir, pose_dir, opts)
+    i8 = HeadPoseEstimator.from_artifacts(det8, pose8, opts)
+    assert i8.detector.manifest.precision == i8.pose.manifest.precision == "int8"
+    for name, fr in frames:
+        f32.reset()
+        i8.reset()
+        a, b = f32.estimate(fr), i8.estimate(fr)
+        assert len(a) == len(b), name
+        if not a:
+            continue
+        iou = box_iou(np.stack([f.box for f in a]), np.stack([f.box for f in b]))
+        assert iou.max(axis=1).min() >= 0.85, name
+        j = iou.argmax(axis=1)
+        g = geodesic_deg(np.stack([f.rotation for f in a]), np.stack([b[k].rotation for k in j]))
+        assert g.max() < 5.0, f"{name}: int8 vs fp32 pose {g.max():.2f} deg"
+        boxes = np.stack([f.box for f in b])
+        _, batched, _ = i8.pose.estimate(fr, boxes)
+        single = np.concatenate([i8.pose.estimate(fr, boxes[k:k + 1])[1] for k in range(len(boxes))])
+        np.testing.assert_allclose(batched, single, atol=1e-3, err_msg=name)
