@@ -42,8 +42,11 @@ SCRFD_PACKAGE = {
         "LICENSE": None,
     },
 }
-DEFAULT_DETECTOR = ("scrfd_2.5g", 640, "int8")
-DEFAULT_POSE = ("mobilenetv3_small", 224, "int8")
+# fp32: a fresh machine has only the package's three sample photos (~31 faces), fewer than the 200 real
+# samples int8 calibration requires; `headpose convert ... --precision int8 --calib YOUR_FOOTAGE` makes the
+# faster int8 pair (see README).
+DEFAULT_DETECTOR = ("scrfd_2.5g", 640, "fp32")
+DEFAULT_POSE = ("mobilenetv3_small", 224, "fp32")
 DEFAULT_POSE_WEIGHTS = "mobilenetv3_small_fsanet.pt"
 SAMPLE_IMAGE = "images/solvay_conference_1927.jpg"
 
@@ -86,6 +89,11 @@ def fetch_scrfd_package(weights_dir: Optional[Path] = None, sdist: Optional[Path
     """
     dest = package_dir(weights_dir)
     if _verified(dest):
+        return dest
+    installed = package_dir(PROJECT_ROOT / "weights")  # what ./install.sh fetched into the checkout
+    if sdist is None and _verified(installed):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(installed, dest, dirs_exist_ok=True)
         return dest
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -142,15 +150,16 @@ def ensure_default_artifacts(weights_dir: Optional[Path] = None) -> Tuple[Path, 
     from .pipeline import convert
     p = default_paths(weights_dir)
     pkg = fetch_scrfd_package(weights_dir)
-    calib = pkg / "images"
+    calib = pkg / "images"  # real photos for the parity gate (fp32 needs no calibration)
+    detector_onnx = pkg / "models" / "scrfd.onnx"
     if not (p["detector"] / "manifest.json").is_file():
         log.info("building the default detector %s (first use)", p["detector"].name)
-        convert(DEFAULT_DETECTOR[0], pkg / "models" / "scrfd.onnx", fmt="tflite", precision=DEFAULT_DETECTOR[2],
-                calib=calib, input_size=DEFAULT_DETECTOR[1], out_dir=p["detector"].parent)
+        convert(DEFAULT_DETECTOR[0], detector_onnx, fmt="tflite", precision=DEFAULT_DETECTOR[2],
+                calib=calib, input_size=DEFAULT_DETECTOR[1], out_dir=p["detector"].parent, detector=detector_onnx)
     if not (p["pose"] / "manifest.json").is_file():
         if not p["pose_weights"].is_file():
             raise HeadposeError(f"the shipped student {p['pose_weights']} is missing from this checkout")
         log.info("building the default pose model %s (first use)", p["pose"].name)
         convert(DEFAULT_POSE[0], p["pose_weights"], fmt="tflite", precision=DEFAULT_POSE[2], calib=calib,
-                input_size=DEFAULT_POSE[1], out_dir=p["pose"].parent)
+                input_size=DEFAULT_POSE[1], out_dir=p["pose"].parent, detector=detector_onnx)
     return p["detector"], p["pose"]
