@@ -214,7 +214,8 @@ def recalibrate_batchnorm(model, crops: np.ndarray, spec, batch: int = 32) -> in
 def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Union[str, Path],
             work_dir: Optional[Union[str, Path]] = None, augment: Optional[Augment] = None,
             resume: bool = True, progress: bool = True, extra_meta: Optional[Dict] = None,
-            stop_after_epoch: Optional[int] = None, bn_crops: int = 1024) -> Optional[Dict]:
+            stop_after_epoch: Optional[int] = None, bn_crops: int = 0,
+            init: Optional[Union[str, Path]] = None) -> Optional[Dict]:
     """Train ``cfg.student`` on ``train`` against its teacher labels and save it.
 
     Parameters
@@ -226,9 +227,14 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
         Where the per-epoch resume checkpoint lives (default: ``<out>.work/``).
     resume : bool
         Continue from the work folder's checkpoint when it was made with the same configuration.
+    init : path, optional
+        Start from these weights (a checkpoint of the same backbone, e.g. an earlier student trained
+        at a lower resolution) instead of a fresh initialisation; its sidecar, if any, is recorded.
     bn_crops : int
-        Training crops (un-augmented, full size) on which BatchNorm statistics are re-estimated at
-        the end (:func:`recalibrate_batchnorm`).
+        If > 0, re-estimate BatchNorm statistics at the end on this many training crops (un-augmented,
+        full size; :func:`recalibrate_batchnorm`). Off by default: on the shipped mobilenetv3_small run
+        (20 epochs) the running statistics had converged and re-estimating them on un-augmented crops
+        raised the held-out error (3.63 -> 3.95 deg MAE).
     stop_after_epoch : int, optional
         Stop (as an interruption would) once this epoch's checkpoint is written; returns None.
 
@@ -254,7 +260,15 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
     augment = augment or Augment()
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
-    model = build_pose_model(cfg.student).to(memory_format=torch.channels_last)  # 2-3x faster on CPU
+    model = build_pose_model(cfg.student)
+    init_info = None
+    if init:
+        from .checkpoint import load_pose_model
+        model = load_pose_model(cfg.student, init)
+        side = Path(init).with_suffix(".json")
+        init_info = {"file": str(init), "sha256": sha256_file(init),
+                     "sidecar": json.loads(side.read_text()) if side.is_file() else None}
+    model = model.to(memory_format=torch.channels_last)  # 2-3x faster on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(train) // cfg.batch
     if cfg.max_steps:
@@ -264,6 +278,8 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     fingerprint = {"config": asdict(cfg), "augment": asdict(augment), "n_train": len(train)}
+    if init_info:
+        fingerprint["init_sha256"] = init_info["sha256"]
     start_epoch, history, wall = 0, [], 0.0
     if resume and state_path.is_file():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -325,10 +341,12 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
             log.info("stopping after epoch %d as asked; resume with the same options", epoch + 1)
             return None
     model = model.to(memory_format=torch.contiguous_format).eval()
-    from .facedata import sample_evenly
-    bn_idx = sample_evenly(len(train), bn_crops)
-    bn_used = recalibrate_batchnorm(model, np.asarray(train.base[np.sort(bn_idx)]), spec)
-    log.info("BatchNorm statistics re-estimated on %d training crops at %d px", bn_used, spec.input_size)
+    bn_used = 0
+    if bn_crops > 0:
+        from .facedata import sample_evenly
+        bn_idx = sample_evenly(len(train), bn_crops)
+        bn_used = recalibrate_batchnorm(model, np.asarray(train.base[np.sort(bn_idx)]), spec)
+        log.info("BatchNorm statistics re-estimated on %d training crops at %d px", bn_used, spec.input_size)
     _save_atomic({k: v.contiguous() for k, v in model.state_dict().items()}, out)
     sidecar = {
         "model": cfg.student, "file": out.name, "sha256": sha256_file(out), "format": "plain state_dict "
@@ -337,14 +355,17 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
         "config": asdict(cfg), "augment": asdict(augment),
         "labels": "teacher rotations of the runtime crops; augmented crops carry exactly transformed labels "
                   "(rotation theta CCW: Rz(-theta) R; flip: F R F), never teacher labels of augmented images",
-        "batchnorm": f"running statistics re-estimated after training on {bn_used} un-augmented training "
-                     f"crops at {spec.input_size} px (exact average)",
+        "batchnorm": (f"running statistics re-estimated after training on {bn_used} un-augmented training "
+                      f"crops at {spec.input_size} px (exact average)" if bn_used else
+                      "running statistics of training (momentum 0.01)"),
         "train_seconds": round(wall, 1),
         "images_per_second": round(steps_per_epoch * cfg.batch * len(history) / max(wall, 1e-9), 1),
         "history": history, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
     }
     if val is not None and len(val):
         sidecar["held_out"] = {"sources": val.meta.get("sources"), "crops": len(val)}
+    if init_info:
+        sidecar["init"] = init_info
     if extra_meta:
         sidecar.update(extra_meta)
     write_json_atomic(out.with_suffix(".json"), sidecar)

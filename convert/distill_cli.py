@@ -88,7 +88,8 @@ def run_distill(args: argparse.Namespace) -> int:
                         max_steps=args.max_steps)
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else Path(args.cache) / f"{out.stem}.work"
-    sidecar = distill(cfg, train, val, out, work, resume=not args.no_resume, progress=not args.quiet)
+    sidecar = distill(cfg, train, val, out, work, resume=not args.no_resume, progress=not args.quiet, init=args.init,
+                      bn_crops=args.bn_recalibrate)
     if val is not None:
         report = evaluate(load_predictor(out, args.student), val, limit=args.eval_limit,
                           with_consistency=not args.no_consistency)
@@ -172,6 +173,10 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--train-size", type=int, help="train at this input side (faster) before --full-size-epochs")
     p.add_argument("--full-size-epochs", type=int, default=0, help="last epochs at the registry's 224 px")
+    p.add_argument("--init", metavar="CKPT", help="start from these weights of the same backbone (fine-tuning, "
+                   "e.g. a student trained at a lower --train-size)")
+    p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
+                   help="re-estimate BatchNorm statistics on N un-augmented training crops at the end (default off)")
     p.add_argument("--max-steps", type=int, help="at most this many batches per epoch (dry runs)")
     p.add_argument("--eval-limit", type=int, help="final evaluation on this many held-out crops")
     p.add_argument("--work-dir", help="resume checkpoint folder (default: <cache>/<out stem>.work)")

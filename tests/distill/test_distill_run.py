@@ -89,3 +89,29 @@ def test_augment_labels_are_exact_transforms(small_cropset):
                 break
         else:
             pytest.fail("augmented label is not an in-plane rotation/flip of the teacher label")
+
+
+def test_init_from_a_checkpoint(small_cropset, tmp_path):
+    """--init starts from given weights (fine-tuning a lower-resolution student at 224 px) and says so."""
+    _run(small_cropset, tmp_path, "first")
+    side = _run(small_cropset, tmp_path, "second", init=tmp_path / "first.pt", cfg={"train_size": None,
+                                                                                   "full_size_epochs": 0})
+    assert side["init"]["file"].endswith("first.pt") and side["init"]["sidecar"]["model"] == "mobilenetv3_small"
+    with pytest.raises(CheckpointError):
+        _run(small_cropset, tmp_path, "third", init=tmp_path / "first.json")
+
+
+def test_batchnorm_recalibration_is_recorded(small_cropset, tmp_path):
+    import torch
+    from headpose.convert.checkpoint import load_pose_model
+    from headpose.convert.distill import recalibrate_batchnorm
+    from headpose.runtime.registry import get_spec
+    side = _run(small_cropset, tmp_path, "bn", bn_crops=8)
+    assert "re-estimated" in side["batchnorm"] and "8 " in side["batchnorm"]
+    plain = _run(small_cropset, tmp_path, "nobn")
+    assert "momentum" in plain["batchnorm"]
+    model = load_pose_model("mobilenetv3_small", tmp_path / "nobn.pt")
+    before = model.features[0][1].running_mean.clone()
+    recalibrate_batchnorm(model, np.asarray(small_cropset.base[:8]), get_spec("mobilenetv3_small"), batch=4)
+    assert not torch.equal(before, model.features[0][1].running_mean)
+    assert not model.training and model.features[0][1].momentum == 0.01
