@@ -39,6 +39,7 @@ say() { echo "arm64 $(date -u +%T): $*"; }
 skip() { echo "ARM64 leg SKIPPED: $*"; exit 0; }
 die() { echo "ARM64 leg FAILED: $*" >&2; exit 1; }
 hash_of() { sha256sum | cut -c1-12; }
+trap 'echo "ARM64 leg FAILED: command at .ci/arm64.sh line $LINENO exited $?" >&2' ERR
 
 [ "${HEADPOSE_ARM64:-1}" != 0 ] || skip "disabled by HEADPOSE_ARM64=0"
 [ "$(uname -s)" = Linux ] || skip "qemu-user needs a Linux host; this is $(uname -s)"
@@ -106,6 +107,7 @@ tar -ch --exclude=__pycache__ -C "$REPO" pyproject.toml README.md src | tar -x -
 "$HOSTPY" -m pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check -w "$WORK/wheel" "$WORK/src" \
   >"$WORK/wheel.log" 2>&1 || die "building the project wheel failed: $(tail -5 "$WORK/wheel.log")"
 WHEEL=$(ls "$WORK"/wheel/headpose_edge-*.whl)
+SRC_HASH=$(cd "$WORK/src" && find . -type f | LC_ALL=C sort | xargs sha256sum | hash_of)
 PIPWHL=$(ls "$ROOT"/usr/share/python-wheels/pip-*.whl)
 VENV=$CACHE/venv-$( (echo "$RECIPE"; cat "$REPO/pyproject.toml"; basename "$PIPWHL") | hash_of)
 # The aarch64 pip, run from Debian's pip wheel (a venv --without-pip: ensurepip would need a subprocess).
@@ -119,23 +121,25 @@ if [ ! -f "$VENV/.complete" ]; then
   QEMU_CPU=cortex-a72 RUN "$ROOT/usr/bin/python$PYVER" -m venv --without-pip "$VENV"
   PIP install -q --no-compile "$WHEEL" pytest >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; rm -rf "$VENV"; die "the aarch64 pip install of the device wheel failed"; }
   touch "$VENV/.complete"
-else
+elif [ "$(cat "$VENV/.source" 2>/dev/null)" != "$SRC_HASH" ]; then
   say "device venv cached: $VENV (re-installing this checkout's wheel, no dependency changes)"
   PIP install -q --no-compile --no-deps --force-reinstall "$WHEEL" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; die "re-installing the wheel failed"; }
+else
+  say "device venv cached: $VENV (this checkout's wheel is already installed)"
 fi
-say "device install: $(PIP list --format=freeze 2>/dev/null | grep -iE '^(headpose|numpy|ai.edge|pytest)' | tr '\n' ' ')"
+echo "$SRC_HASH" >"$VENV/.source"
+say "device install: $(QEMU_CPU=cortex-a72 RUN "$VENV/bin/python" -c 'from importlib.metadata import distributions as d; print(" ".join(sorted(x.metadata["Name"] + "==" + x.version for x in d())))')"
 
 # --- 3. x86 half of the golden check --------------------------------------------------------------
 GOLDEN=$WORK/golden
 SHARED=${HEADPOSE_SHARED:-$REPO/../shared}
-# Converted artifacts are rebuilt when what they must agree with changes (manifest schema, registry,
-# pinned tool versions, this harness), not on every converter edit: the check compares one runtime on
-# two architectures for the SAME artifact, and converting costs minutes on 2 cores.
-ART=$CACHE/artifacts-$( (echo "$RECIPE"; cd "$REPO" && cat pyproject.toml tests/arm64/arm64_golden.py \
-      runtime/manifest.py runtime/registry.py) | hash_of)
+# Converted artifacts are kept while the set of models they are made from stays the same, not re-made
+# on every converter edit: the check compares one runtime on two architectures for the SAME artifact,
+# and converting costs minutes on 2 cores. arm64_golden.py re-converts one this runtime no longer accepts.
+ART=$CACHE/artifacts-$("$HOSTPY" tests/arm64/arm64_golden.py artifact-set | hash_of)
 GOLDEN_TEST=()
 if [ -f "$SHARED/data/in_video.mp4" ] && [ -f "$SHARED/weights/scrfd_500m_bnkps.onnx" ]; then
-  ls -d "$CACHE"/artifacts-* 2>/dev/null | grep -vx "$ART" | xargs -r rm -rf
+  for old in "$CACHE"/artifacts-*; do [ "$old" = "$ART" ] || rm -rf "$old"; done
   say "golden inputs: converting/reusing artifacts in $ART and running them on x86"
   nice -n 10 "$HOSTPY" tests/arm64/arm64_golden.py prepare --out "$GOLDEN" --cache "$ART" --shared "$SHARED" \
     >"$WORK/prepare.log" 2>&1 || { tail -40 "$WORK/prepare.log"; die "preparing the golden inputs on x86 failed"; }
