@@ -52,7 +52,7 @@ esac
 
 if [ "$(id -u)" = 0 ]; then CACHE=${HEADPOSE_ARM64_CACHE:-/var/cache/headpose-arm64}
 else CACHE=${HEADPOSE_ARM64_CACHE:-$HOME/.cache/headpose-arm64}; fi
-mkdir -p "$CACHE"
+mkdir -p "$CACHE" 2>/dev/null && [ -w "$CACHE" ] || skip "no writable cache folder $CACHE (set HEADPOSE_ARM64_CACHE)"
 exec 9>"$CACHE/lock"
 flock 9   # one leg at a time per cache (the cpuinfo file in the root is per run)
 
@@ -82,6 +82,7 @@ EOF
 # --- 1. emulated root -----------------------------------------------------------------------------
 ROOT=$CACHE/root-$(echo "$RECIPE" | hash_of)
 if [ ! -f "$ROOT/.complete" ]; then
+  [ "$(id -u)" = 0 ] || skip "building the arm64 root needs root (debootstrap); none is cached in $CACHE"
   why=$(reachable "$MIRROR/dists/$SUITE/Release") || skip "cannot reach Debian's mirror to build the arm64 root: $why"
   say "building the arm64 $SUITE root in $ROOT (once; cached)"
   rm -rf "$CACHE"/root-* "$CACHE"/venv-*
