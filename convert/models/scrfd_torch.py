@@ -37,8 +37,8 @@ KINDS = {1: "score", 4: "bbox", 10: "kps"}
 #: (role, stride) of the module's outputs, in order; CoreML names them ``{role}_{stride}``.
 OUTPUT_ORDER: Tuple[Tuple[str, int], ...] = tuple((r, s) for r in ("score", "bbox", "kps")
                                                   for s in SCRFD_DECODE["strides"])
-SUPPORTED_OPS = ("Conv", "Relu", "Add", "Sigmoid", "Resize", "Transpose", "Reshape", "Shape", "Gather",
-                 "Unsqueeze", "Slice", "Concat")
+SUPPORTED_OPS = ("Conv", "Relu", "Add", "Mul", "Sigmoid", "MaxPool", "AveragePool", "Resize", "Transpose",
+                 "Reshape", "Shape", "Gather", "Unsqueeze", "Slice", "Concat")
 
 
 def output_name(role: str, stride: int) -> str:
@@ -128,6 +128,14 @@ class ScrfdTorch(nn.Module):
                 a = {"conv": key}
                 ins = [node.input[0]]
             else:
+                if node.op_type in ("MaxPool", "AveragePool"):
+                    pads = list(a.get("pads", [0, 0, 0, 0]))
+                    if pads[:2] != pads[2:] or a.get("auto_pad", "NOTSET") != "NOTSET" \
+                            or list(a.get("dilations", [1, 1])) != [1, 1] or len(a["kernel_shape"]) != 2:
+                        raise ConversionError(f"{node.op_type} node {node.name or i} ({a}) is not the symmetric 2-D "
+                                              f"pooling the replay implements")
+                if node.op_type == "AveragePool" and int(a.get("count_include_pad", 0)) and any(a.get("pads", [])):
+                    raise ConversionError(f"AveragePool node {node.name or i} counts padding; not implemented")
                 if node.op_type == "Resize":
                     mode = a.get("mode", "nearest")
                     if mode != "nearest" or a.get("coordinate_transformation_mode") != "asymmetric" \
@@ -157,8 +165,16 @@ class ScrfdTorch(nn.Module):
                 y = F.relu(i[0])
             elif op == "Sigmoid":
                 y = torch.sigmoid(i[0])
-            elif op == "Add":
-                y = i[0] + i[1]
+            elif op in ("Add", "Mul"):
+                a0, a1 = (t if isinstance(t, torch.Tensor) else torch.from_numpy(np.array(t, np.float32)) for t in i[:2])
+                y = a0 + a1 if op == "Add" else a0 * a1
+            elif op in ("MaxPool", "AveragePool"):
+                k = [int(v) for v in a["kernel_shape"]]
+                st = [int(v) for v in a.get("strides", [1, 1])]
+                pd = [int(v) for v in a.get("pads", [0, 0, 0, 0])[:2]]
+                ceil = bool(a.get("ceil_mode", 0))
+                y = (F.max_pool2d(i[0], k, st, pd, ceil_mode=ceil) if op == "MaxPool"
+                     else F.avg_pool2d(i[0], k, st, pd, ceil_mode=ceil, count_include_pad=False))
             elif op == "Transpose":
                 y = i[0].permute(*[int(p) for p in a["perm"]])
             elif op == "Reshape":
