@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from ..runtime.errors import InputError, ManifestError
+from ..runtime.errors import ConversionError, InputError, ManifestError
 from ..runtime.manifest import artifact_id, load_manifest
 from ..runtime.registry import get_spec
 
@@ -72,7 +72,7 @@ def trained_pose_checkpoint(model_id: str, weights_dir: Path = WEIGHTS_DIR) -> O
 
 
 def pose_weights(model_id: str, explicit: Optional[Path] = None, root: Path = DEFAULT_ROOT,
-                 allow_seeded: bool = True) -> Weights:
+                 allow_seeded: bool = True, prefer_seeded: bool = False) -> Weights:
     """Resolve the checkpoint a pose model's artifacts are built from.
 
     Parameters
@@ -81,6 +81,9 @@ def pose_weights(model_id: str, explicit: Optional[Path] = None, root: Path = DE
         A checkpoint given on the command line (wins).
     allow_seeded : bool
         Write a seeded checkpoint (seed 0) under ``root/seeded`` when no trained one exists.
+    prefer_seeded : bool
+        Use the seeded checkpoint even when a trained one exists (``--seeded``: the cost of a
+        network does not depend on its weights, and existing artifacts are reused).
 
     Raises
     ------
@@ -92,7 +95,7 @@ def pose_weights(model_id: str, explicit: Optional[Path] = None, root: Path = DE
         if not p.is_file():
             raise InputError(f"pose weights '{p}' do not exist: expected a .pt checkpoint of {model_id}")
         return Weights(model_id, p, "given", sha256_file(p))
-    p = trained_pose_checkpoint(model_id)
+    p = None if prefer_seeded else trained_pose_checkpoint(model_id)
     if p is not None:
         return Weights(model_id, p, "trained", sha256_file(p))
     if not allow_seeded:
@@ -131,7 +134,7 @@ def artifact_dir(weights: Weights, fmt: str, precision: str, root: Path = DEFAUL
 
 def ensure_artifact(weights: Weights, fmt: str, precision: str, root: Path = DEFAULT_ROOT, build: bool = True,
                     calib: Optional[Path] = None, detector_onnx: Optional[Path] = None,
-                    progress: Optional[Callable[[str], None]] = None) -> Path:
+                    progress: Optional[Callable[[str], None]] = None, retry_failed: bool = False) -> Path:
     """The artifact directory, built with the conversion pipeline when missing and ``build`` is set.
 
     Raises
@@ -139,17 +142,31 @@ def ensure_artifact(weights: Weights, fmt: str, precision: str, root: Path = DEF
     ManifestError
         Missing artifact with ``build=False``.
     ConversionError
-        From the conversion pipeline (e.g. a failed parity gate).
+        The conversion failed (now, or in an earlier run: a ``<artifact>.failed`` marker holds the
+        error and the build is not retried unless ``retry_failed``).
     """
     d = artifact_dir(weights, fmt, precision, root)
     if (d / "manifest.json").is_file():
         load_manifest(d)
         return d
+    failed = d.with_name(d.name + ".failed")
+    if failed.is_file() and not retry_failed:
+        raise ConversionError(f"building {d.name} failed before ({failed.read_text().strip()}); not retried "
+                              f"(pass --retry-failed, or delete {failed})")
     if not build:
         raise ManifestError(f"artifact '{d}' is missing: run `headpose bench` with building allowed (the "
                             f"convert extra), or `headpose convert {weights.model} --weights {weights.path} "
                             f"--format {fmt} --precision {precision}`")
     from ..convert.pipeline import convert
     log.info("building %s from %s (%s weights)", d.name, weights.path, weights.kind)
-    return convert(weights.model, weights.path, fmt=fmt, precision=precision, calib=calib,
-                   out_dir=d.parent, detector=detector_onnx, progress=progress)
+    try:
+        out = convert(weights.model, weights.path, fmt=fmt, precision=precision, calib=calib,
+                      out_dir=d.parent, detector=detector_onnx, progress=progress)
+    except Exception as e:
+        d.parent.mkdir(parents=True, exist_ok=True)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        failed.write_text(f"{type(e).__name__}: {first}\n")
+        raise ConversionError(f"building {d.name} failed: {type(e).__name__}: {first}") from e
+    if failed.exists():
+        failed.unlink()
+    return out

@@ -63,6 +63,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pose-weights", action="append", default=[], metavar="MODEL=PATH",
                    help="checkpoint of a pose model (default: weights/<model>*.pt if trained, else seeded)")
     p.add_argument("--detector-weights", default=None, help="SCRFD ONNX file (default ../shared/weights)")
+    p.add_argument("--seeded", action="store_true",
+                   help="use seeded (untrained) pose checkpoints even where trained ones exist (same cost)")
+    p.add_argument("--retry-failed", action="store_true", help="retry artifact builds that failed in earlier runs")
     p.add_argument("--note", action="append", default=[], help="free text recorded in the result (repeatable)")
     p.add_argument("--no-samples", action="store_true", help="do not store raw per-run/per-frame timings")
     p.add_argument("--artifact", action="append", default=[], metavar="DIR",
@@ -102,7 +105,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import __version__
-    from ..runtime.errors import InputError
+    from ..runtime.errors import ConversionError, InputError
     from ..runtime.manifest import load_manifest
     from ..runtime.registry import get_spec
     from . import artifacts as art
@@ -148,22 +151,29 @@ def run_bench(args: argparse.Namespace) -> int:
     det_art: Dict[str, Path] = {}
     for p in need_det:
         try:
-            det_art[p] = art.ensure_artifact(det_w, "tflite", p, root, build, video)
+            det_art[p] = art.ensure_artifact(det_w, "tflite", p, root, build, video, retry_failed=args.retry_failed)
         except Exception as e:  # a detector precision that does not convert: fall back to fp32
             if p == "fp32":
                 raise
             notes.append(f"detector {args.detector} {p} unavailable ({type(e).__name__}: {e}); fp32 detector used")
             log.warning(notes[-1])
     if "fp32" not in det_art:
-        det_art["fp32"] = art.ensure_artifact(det_w, "tflite", "fp32", root, build, video)
-    det_onnx = art.ensure_artifact(det_w, "onnx", "fp32", root, build, video)
-    pose_w = {m: art.pose_weights(m, pw.get(m), root) for m in poses}
+        det_art["fp32"] = art.ensure_artifact(det_w, "tflite", "fp32", root, build, video,
+                                              retry_failed=args.retry_failed)
+    det_onnx = art.ensure_artifact(det_w, "onnx", "fp32", root, build, video, retry_failed=args.retry_failed)
+    pose_w = {m: art.pose_weights(m, pw.get(m), root, prefer_seeded=args.seeded) for m in poses}
     pose_art: Dict[tuple, Path] = {}
     pose_onnx: Dict[str, Path] = {}
     for m in poses:
         for p in precisions:
-            pose_art[(m, p)] = art.ensure_artifact(pose_w[m], "tflite", p, root, build, video, det_w.path)
-        pose_onnx[m] = art.ensure_artifact(pose_w[m], "onnx", "fp32", root, build, video, det_w.path)
+            try:
+                pose_art[(m, p)] = art.ensure_artifact(pose_w[m], "tflite", p, root, build, video, det_w.path,
+                                                       retry_failed=args.retry_failed)
+            except ConversionError as e:  # one cell of the matrix cannot be built: say so, measure the rest
+                notes.append(f"{m} tflite {p} skipped: {e}")
+                log.warning(notes[-1])
+        pose_onnx[m] = art.ensure_artifact(pose_w[m], "onnx", "fp32", root, build, video, det_w.path,
+                                           retry_failed=args.retry_failed)
     kinds = {w.kind for w in pose_w.values()}
     if "seeded" in kinds:
         seeded = [m for m, w in pose_w.items() if w.kind == "seeded"]
@@ -191,7 +201,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for d in dict.fromkeys(list(det_art.values()) + [det_onnx]):
             model_jobs.append(d)
         for m in poses:
-            model_jobs += [pose_art[(m, p)] for p in precisions] + [pose_onnx[m]]
+            model_jobs += [pose_art[(m, p)] for p in precisions if (m, p) in pose_art] + [pose_onnx[m]]
     model_xnn = list(dict.fromkeys(xnn + ([False] if args.model_xnnpack_off else [])))
     n_model = 0
     for d in model_jobs:
@@ -205,6 +215,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 if not args.no_baseline:
                     pipe_specs.append(pl.PipelineSpec("onnxruntime", det_onnx, pose_onnx[m], t))
                 for p in precisions:
+                    if (m, p) not in pose_art:
+                        continue
                     for de in detect_every:
                         for x in xnn:
                             pipe_specs.append(pl.PipelineSpec("litert", det_for(p), pose_art[(m, p)], t, x, de))
