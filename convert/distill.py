@@ -174,7 +174,7 @@ def predict_rotations(model, crops: np.ndarray, spec, batch: int = 64) -> np.nda
     with torch.no_grad():
         for i in range(0, len(crops), batch):
             x = torch.from_numpy(normalised_nchw(np.asarray(crops[i:i + batch]), spec))
-            out.append(rotation_from_6d_torch(model(x)).double().numpy())
+            out.append(rotation_from_6d_torch(model(x.contiguous(memory_format=torch.channels_last))).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, 3, 3))
 
 

@@ -29,8 +29,11 @@ def _resolve_source(spec: str, root: Optional[Path]) -> str:
     return str(p.resolve()) + suffix
 
 
-def _sources(args, key: str) -> List[str]:
-    """Sources of ``--data``/``--val`` plus those of ``--data-plan``'s ``train``/``val`` list."""
+def _sources(args, key: str, plan_key: Optional[str] = None) -> List[str]:
+    """Sources of ``--data``/``--val`` plus those of ``--data-plan``'s ``plan_key`` list.
+
+    ``plan_key`` defaults to ``train`` for ``--data`` and ``val`` for ``--val``; evaluation reads ``val``.
+    """
     from ..runtime.errors import InputError
     out = [_resolve_source(s, None) for s in (getattr(args, key, None) or [])]
     if getattr(args, "data_plan", None):
@@ -40,7 +43,10 @@ def _sources(args, key: str) -> List[str]:
                              f"{{\"train\": [...], \"val\": [...]}} of sources")
         plan = json.loads(plan_path.read_text())
         root = Path(args.data_root)
-        out += [_resolve_source(s, root) for s in plan.get("train" if key == "data" else "val", [])]
+        plan_key = plan_key or ("train" if key == "data" else "val")
+        if plan_key not in plan:
+            raise InputError(f"data plan '{plan_path}' has no '{plan_key}' list")
+        out += [_resolve_source(s, root) for s in plan[plan_key]]
     return out
 
 
@@ -94,7 +100,7 @@ def run_distill(args: argparse.Namespace) -> int:
         report = evaluate(load_predictor(out, args.student), val, limit=args.eval_limit,
                           with_consistency=not args.no_consistency)
         sidecar["validation"] = report
-        sidecar["wall_seconds_total"] = round(time.time() - t0, 1)
+        sidecar["invocation_seconds"] = round(time.time() - t0, 1)  # this command only (a resumed run: the rest)
         from ..runtime.manifest import write_json_atomic
         write_json_atomic(out.with_suffix(".json"), sidecar)
         from .evaluate import format_report
@@ -113,7 +119,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.crops:
         cs = load_cropset(args.crops)
     else:
-        src = _sources(args, "data")
+        src = _sources(args, "data", plan_key="val")  # a plan's held-out list, never its training list
         if not src:
             raise InputError("nothing to evaluate on: give --data VIDEO_OR_DIR [...], --data-plan PLAN.json "
                              "(its 'val' list) or --crops CROPSET_DIR")

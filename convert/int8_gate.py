@@ -260,3 +260,53 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
             "latency_ms": {**lat, "how": "LiteRT XNNPACK, 1 thread, batch 1, median of 30, conversion machine"},
             "speed_cost": ("none (plain int8 passes)" if cost is None else
                            f"{cost}x the plain int8 latency ({lat['chosen']} vs {lat['int8_plain']} ms)")}
+
+
+def gate_on_crops(model_id: str, checkpoint: Union[str, Path], calibration_crops: np.ndarray,
+                  held_out_crops: np.ndarray, work: Union[str, Path], max_mean_deg: float = MAX_MEAN_DEG,
+                  max_p99_deg: float = MAX_P99_DEG, raise_on_fail: bool = False) -> Dict:
+    """The gate of :func:`enforce` on crop sets of your choosing (e.g. a distillation's held-out people).
+
+    The converter's own gate uses the crops of its ``--calib`` source; this checks a student on crops
+    of other people too. Builds ONNX -> onnx2tf -> int8 in ``work`` (the chosen model is left there as
+    ``model_int8_gated.tflite``).
+
+    Parameters
+    ----------
+    calibration_crops, held_out_crops : (N, 224, 224, 3) uint8 RGB runtime crops
+
+    Returns
+    -------
+    dict
+        As :func:`enforce`, plus ``model_file``; when nothing passes and ``raise_on_fail`` is False, the
+        attempts with ``passed: False``.
+    """
+    import torch
+    from ..runtime.registry import get_spec
+    from .checkpoint import load_pose_model
+    from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod
+    from .teachers import normalised_nchw
+    spec = get_spec(model_id)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = load_pose_model(model_id, checkpoint)
+    onnx_export.export_pose(model, work / "source.onnx", spec.input_size)
+    with tflite_mod.redirect_fds(work / "onnxsim.log"):
+        simplify_mod.simplify(work / "source.onnx", work / "model.onnx")
+    calib = normalised_nchw(np.asarray(calibration_crops), spec).transpose(0, 2, 3, 1).copy()
+    par = normalised_nchw(np.asarray(held_out_crops), spec).transpose(0, 2, 3, 1).copy()
+    saved = tflite_mod.onnx_to_saved_model(work / "model.onnx", work / "onnx2tf",
+                                           np.asarray(calibration_crops[:20], np.float32) / 255.0)
+    with torch.no_grad():
+        ref = rotation_from_6d(model(torch.from_numpy(par.transpose(0, 3, 1, 2).copy())).numpy().astype(np.float64))
+    model_file = work / "model_int8_gated.tflite"
+    tflite_mod.quantize(saved, "int8", model_file, calib, work / "quantize.log")
+    try:
+        rec = enforce(saved, model_file, calib, par, ref, max_mean_deg, max_p99_deg, work)
+    except ConversionError as e:
+        if raise_on_fail:
+            raise
+        return {"passed": False, "error": str(e), "model_file": None}
+    rec["model_file"] = str(model_file)
+    rec["calibration_crops"] = int(len(calib))
+    return rec

@@ -91,3 +91,19 @@ def test_eval_cli_errors(tmp_path, seeded_ckpt):
     from headpose.convert.cropset import CropSet
     with pytest.raises(InputError, match="neither a checkpoint"):
         load_predictor(tmp_path / "x.txt")
+
+
+def test_eval_cli_reads_the_plans_held_out_list(seeded_ckpt, tmp_path):
+    """`headpose eval --data-plan` evaluates the plan's 'val' sources, never its 'train' ones."""
+    from tests.conftest import IMAGES, WEIGHTS, need_shared
+    need_shared(IMAGES)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"train": ["does/not/exist.mp4"], "val": ["single_face.jpg"]}))
+    out = tmp_path / "r.json"
+    p = _cli("eval", "--pose", str(seeded_ckpt("mobilenetv3_small")), "--data-plan", str(plan), "--data-root",
+             str(IMAGES), "--teacher", str(WEIGHTS / "fsanet_1x1.onnx"), str(WEIGHTS / "fsanet_var.onnx"),
+             "--detector", str(WEIGHTS / "scrfd_500m_bnkps.onnx"), "--cache", str(tmp_path / "cache"),
+             "--no-consistency", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(out.read_text())
+    assert list(rep["vs_teacher"]["by_source"]) == [str(IMAGES / "single_face.jpg")]

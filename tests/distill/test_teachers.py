@@ -70,3 +70,17 @@ def test_checkpoint_teacher(seeded_ckpt, small_cropset):
     np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-6)
     t2 = make_teacher([f"mobilenetv3_small={path}"])
     np.testing.assert_allclose(t2.rotations(np.asarray(small_cropset.base[:4])), r, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_artifact_teacher_matches_its_checkpoint(artifact, seeded_ckpt, small_cropset):
+    """A converted fp32 artifact as teacher/predictor gives the rotations of its source checkpoint."""
+    from headpose.convert.evaluate import load_predictor
+    from headpose.convert.teachers import ArtifactTeacher, make_teacher
+    art = artifact("mobilenetv3_small", "fp32")
+    t = make_teacher([str(art)])
+    assert isinstance(t, ArtifactTeacher)
+    crops = np.asarray(small_cropset.base[:8])
+    ref = load_predictor(seeded_ckpt("mobilenetv3_small")).rotations(crops)
+    from headpose.runtime.rotation import geodesic_deg
+    assert geodesic_deg(t.rotations(crops), ref).max() < 0.05
