@@ -239,3 +239,37 @@ def build_pose_model(model_id: str) -> nn.Module:
     else:
         model = MobileNetV3Pose(**spec.arch)
     return model.eval()
+
+
+class DecomposedHardswish(nn.Module):
+    """``x * (relu(x + 3) - relu(x - 3)) / 6``: the same function as ``nn.Hardswish``.
+
+    Written as ADD/RELU, SUB and MUL ops, which XNNPACK runs in float and int8. The plain
+    ``x * relu6(x + 3) / 6`` is fused back into HARD_SWISH by the TFLite converter, and LiteRT 2.1's
+    XNNPACK does not take int8 HARD_SWISH: every one split the int8 graph (28 partitions, ~7x slower).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (torch.relu(x + 3.0) - torch.relu(x - 3.0)) * (1.0 / 6.0)
+
+
+class DecomposedHardsigmoid(nn.Module):
+    """``relu6(x + 3) / 6`` as ADD, RELU6, MUL ops: the same function as ``nn.Hardsigmoid``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x + 3.0, 0.0, 6.0) * (1.0 / 6.0)
+
+
+def xnnpack_friendly(model: nn.Module) -> nn.Module:
+    """Replace hard-swish/hard-sigmoid modules (parameter-free) by their decomposed forms, in place.
+
+    The state_dict is unchanged; outputs are equal up to float rounding.
+    """
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Hardswish):
+            setattr(model, name, DecomposedHardswish())
+        elif isinstance(child, nn.Hardsigmoid):
+            setattr(model, name, DecomposedHardsigmoid())
+        else:
+            xnnpack_friendly(child)
+    return model

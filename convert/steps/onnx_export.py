@@ -56,8 +56,13 @@ def export_pose(model, path: Union[str, Path], input_size: int = 224, opset: int
     -------
     Path of the written file.
     """
+    import copy
+
     import torch
+
+    from ..models.pose import xnnpack_friendly
     path = Path(path)
+    model = xnnpack_friendly(copy.deepcopy(model))  # same maths, ops XNNPACK runs in int8 too
     dummy = torch.zeros(1, 3, input_size, input_size)
     with torch.no_grad():
         torch.onnx.export(model.eval(), (dummy,), str(path), dynamo=False, opset_version=max(opset, OPSET),
