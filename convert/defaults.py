@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from ..runtime.errors import HeadposeError
+from ..runtime.manifest import artifact_id
+from ..runtime.registry import DEFAULT_DETECTOR, DEFAULT_POSE, DEFAULT_POSE_WEIGHTS, DEFAULT_SAMPLE
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,7 @@ SCRFD_PACKAGE = {
         "LICENSE": None,
     },
 }
-# fp32: a fresh machine has only the package's three sample photos (~31 faces), fewer than the 200 real
-# samples int8 calibration requires; `headpose convert ... --precision int8 --calib YOUR_FOOTAGE` makes the
-# faster int8 pair (see README).
-DEFAULT_DETECTOR = ("scrfd_2.5g", 640, "fp32")
-DEFAULT_POSE = ("mobilenetv3_small", 224, "fp32")
-DEFAULT_POSE_WEIGHTS = "mobilenetv3_small_fsanet.pt"
-SAMPLE_IMAGE = "images/solvay_conference_1927.jpg"
+# The defaults themselves are registry facts (runtime/registry.py), shared with `headpose run`.
 
 
 def sha256_file(path: Path) -> str:
@@ -135,12 +131,11 @@ def fetch_scrfd_package(weights_dir: Optional[Path] = None, sdist: Optional[Path
 def default_paths(weights_dir: Optional[Path] = None) -> Dict[str, Path]:
     """Paths of the default detector/pose artifacts, the student checkpoint and the sample image."""
     w = Path(weights_dir or WEIGHTS_DIR)
-    from ..runtime.manifest import artifact_id
     return {
-        "detector": w / "exports" / artifact_id(DEFAULT_DETECTOR[0], DEFAULT_DETECTOR[1], "tflite", DEFAULT_DETECTOR[2]),
-        "pose": w / "exports" / artifact_id(DEFAULT_POSE[0], DEFAULT_POSE[1], "tflite", DEFAULT_POSE[2]),
+        "detector": w / "exports" / artifact_id(*DEFAULT_DETECTOR),
+        "pose": w / "exports" / artifact_id(*DEFAULT_POSE),
         "pose_weights": PROJECT_ROOT / "weights" / DEFAULT_POSE_WEIGHTS,
-        "sample": package_dir(w) / SAMPLE_IMAGE,
+        "sample": w / DEFAULT_SAMPLE,
         "package": package_dir(w),
     }
 
@@ -154,12 +149,12 @@ def ensure_default_artifacts(weights_dir: Optional[Path] = None) -> Tuple[Path, 
     detector_onnx = pkg / "models" / "scrfd.onnx"
     if not (p["detector"] / "manifest.json").is_file():
         log.info("building the default detector %s (first use)", p["detector"].name)
-        convert(DEFAULT_DETECTOR[0], detector_onnx, fmt="tflite", precision=DEFAULT_DETECTOR[2],
+        convert(DEFAULT_DETECTOR[0], detector_onnx, fmt=DEFAULT_DETECTOR[2], precision=DEFAULT_DETECTOR[3],
                 calib=calib, input_size=DEFAULT_DETECTOR[1], out_dir=p["detector"].parent, detector=detector_onnx)
     if not (p["pose"] / "manifest.json").is_file():
         if not p["pose_weights"].is_file():
             raise HeadposeError(f"the shipped student {p['pose_weights']} is missing from this checkout")
         log.info("building the default pose model %s (first use)", p["pose"].name)
-        convert(DEFAULT_POSE[0], p["pose_weights"], fmt="tflite", precision=DEFAULT_POSE[2], calib=calib,
+        convert(DEFAULT_POSE[0], p["pose_weights"], fmt=DEFAULT_POSE[2], precision=DEFAULT_POSE[3], calib=calib,
                 input_size=DEFAULT_POSE[1], out_dir=p["pose"].parent, detector=detector_onnx)
     return p["detector"], p["pose"]

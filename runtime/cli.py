@@ -16,8 +16,6 @@ from typing import List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DETECTOR = ("scrfd_500m", 640, "tflite", "int8")
-DEFAULT_POSE = ("mobilenetv3_small", 224, "tflite", "int8")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,10 +33,31 @@ def _export_dirs() -> List[Path]:
     return out
 
 
+def default_source() -> str:
+    """The source of ``headpose run`` without ``--source``: the camera when one is present, else the
+    sample photo (29 real faces) that ``./install.sh`` unpacks into ``weights/cache/``.
+
+    Raises
+    ------
+    InputError
+        When there is neither.
+    """
+    from .errors import InputError
+    from .registry import DEFAULT_SAMPLE
+    if Path("/dev/video0").exists():
+        return "0"
+    weights = [Path(os.environ["HEADPOSE_WEIGHTS_DIR"])] if os.environ.get("HEADPOSE_WEIGHTS_DIR") else []
+    for w in weights + [Path.cwd() / "weights", PROJECT_ROOT / "weights"]:
+        if (w / DEFAULT_SAMPLE).is_file():
+            return str(w / DEFAULT_SAMPLE)
+    raise InputError("no --source given, no camera at /dev/video0 and no sample image in weights/cache/ "
+                     "(./install.sh puts one there): pass --source VIDEO|IMAGE|FOLDER|CAMERA_INDEX|picamera")
+
+
 def default_artifacts() -> Tuple[Path, Path]:
     """The detector and pose artifact directories ``headpose run`` uses without ``--detector/--pose``.
 
-    Looks for ``scrfd_500m-640-tflite-int8`` and ``mobilenetv3_small-224-tflite-int8`` under
+    Looks for the registry's defaults (``scrfd_2.5g-640-tflite-fp32``, ``mobilenetv3_small-224-tflite-fp32``) under
     ``$HEADPOSE_WEIGHTS_DIR/exports``, ``./weights/exports`` and the checkout's ``weights/exports``.
 
     Returns
@@ -52,6 +71,7 @@ def default_artifacts() -> Tuple[Path, Path]:
     """
     from .errors import ManifestError
     from .manifest import MANIFEST_NAME, artifact_id
+    from .registry import DEFAULT_DETECTOR, DEFAULT_POSE
 
     det_id, pose_id = artifact_id(*DEFAULT_DETECTOR), artifact_id(*DEFAULT_POSE)
     dirs = _export_dirs()
@@ -67,15 +87,17 @@ def default_artifacts() -> Tuple[Path, Path]:
         return det, pose
     commands = []
     if det is None:
-        commands.append("headpose convert scrfd_500m --weights ../shared/weights/scrfd_500m_bnkps.onnx "
-                        "--format tflite --precision int8 --out weights/exports")
+        commands.append("headpose convert scrfd_2.5g --weights weights/cache/scrfd-0.3.0/models/scrfd.onnx "
+                        "--format tflite --precision fp32 --calib weights/cache/scrfd-0.3.0/images "
+                        "--out weights/exports")
     if pose is None:
         commands.append("headpose convert mobilenetv3_small --weights weights/mobilenetv3_small_fsanet.pt "
-                        "--format tflite --precision int8 --out weights/exports")
+                        "--format tflite --precision fp32 --calib weights/cache/scrfd-0.3.0/images "
+                        "--out weights/exports")
     missing = " and ".join(n for n, p in ((det_id, det), (pose_id, pose)) if p is None)
     raise ManifestError(f"default artifact(s) {missing} not found in {', '.join(str(d) for d in dirs)}; "
-                        f"build them from the checkout's root with: {'  ;  '.join(commands)}  "
-                        f"(or pass --detector DIR --pose DIR)")
+                        f"`headpose run` builds them itself where the convert extra is installed; elsewhere build them "
+                        f"from the checkout's root with: {'  ;  '.join(commands)}  (or pass --detector DIR --pose DIR)")
 
 
 def add_parser(sub) -> None:
@@ -84,12 +106,13 @@ def add_parser(sub) -> None:
         "run", help="estimate head poses on a camera, stream, video, image or folder",
         description="Detect faces (SCRFD), track them and estimate each head's yaw/pitch/roll with TFLite "
                     "artifacts; draw them and/or write JSON lines / CSV.")
-    p.add_argument("--source", required=True,
-                   help="picamera | camera index (0) | rtsp://... or http://... URL | video file | image | folder")
+    p.add_argument("--source", default=None,
+                   help="picamera | camera index (0) | rtsp://... or http://... URL | video file | image | folder "
+                        "(default: camera 0 when present, else the sample photo in weights/cache/)")
     p.add_argument("--detector", metavar="DIR", help="SCRFD TFLite artifact directory (default: "
-                   "weights/exports/scrfd_500m-640-tflite-int8)")
+                   "weights/exports/scrfd_2.5g-640-tflite-fp32, built on first use)")
     p.add_argument("--pose", metavar="DIR", help="pose TFLite artifact directory (default: "
-                   "weights/exports/mobilenetv3_small-224-tflite-int8)")
+                   "weights/exports/mobilenetv3_small-224-tflite-fp32, built on first use)")
     p.add_argument("--output", metavar="VIDEO", help="write the annotated video (.mp4 or .avi)")
     p.add_argument("--jsonl", metavar="FILE", help="write one JSON record per frame")
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per face")
@@ -132,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     stage_sum = {k: 0.0 for k in STAGES}
     interrupted = False
     t_start = time.perf_counter()
+    if args.source is None:
+        args.source = default_source()
     try:
         est = HeadPoseEstimator.from_artifacts(det_dir, pose_dir, options)
         src = open_source(args.source, retries=args.retries)

@@ -144,3 +144,13 @@ def format_registry() -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
+
+
+# What `headpose run` uses with no model arguments (built on first use by headpose.convert.defaults):
+# SCRFD-2.5G from the scrfd==0.3.0 package and the project's distilled student, both fp32 because a
+# fresh machine has too few real faces (the package's photos) for int8 calibration. Tuples are
+# (model, input size, format, precision); paths are relative to the weights directory.
+DEFAULT_DETECTOR = ("scrfd_2.5g", 640, "tflite", "fp32")
+DEFAULT_POSE = ("mobilenetv3_small", 224, "tflite", "fp32")
+DEFAULT_POSE_WEIGHTS = "mobilenetv3_small_fsanet.pt"
+DEFAULT_SAMPLE = "cache/scrfd-0.3.0/images/solvay_conference_1927.jpg"

@@ -29,6 +29,30 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_run_defaults(args: argparse.Namespace) -> None:
+    """``headpose run`` without --detector/--pose: build the default artifacts on first use.
+
+    Lives here, above both stages, because the runtime never imports the converter. Where the
+    convert extra is not installed (a device), the runtime's own message says how to build them.
+    """
+    if getattr(args, "detector", None) and getattr(args, "pose", None):
+        return
+    from headpose.runtime.cli import default_artifacts
+    from headpose.runtime.errors import ManifestError
+    try:
+        default_artifacts()
+        return
+    except ManifestError:
+        try:
+            import onnx2tf  # noqa: F401  (the convert extra; a device install lacks it)
+            import torch  # noqa: F401
+        except ImportError:
+            return
+    from headpose.convert.defaults import ensure_default_artifacts
+    logging.getLogger("headpose").info("building the default artifacts (first use; a few minutes)")
+    ensure_default_artifacts()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from headpose import __version__
     parser = argparse.ArgumentParser(prog="headpose", description="Real-time head pose estimation on the edge.")
@@ -58,6 +82,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command == "run":
+            _build_run_defaults(args)
         return int(args.func(args) or 0)
     except HeadposeError as e:
         print(f"headpose {args.command}: error: {e}", file=sys.stderr)
