@@ -287,7 +287,7 @@ def gate_on_crops(model_id: str, checkpoint: Union[str, Path], calibration_crops
     from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod
     from .teachers import normalised_nchw
     spec = get_spec(model_id)
-    work = Path(work)
+    work = Path(work).resolve()  # onnx2tf runs with this as its working directory
     work.mkdir(parents=True, exist_ok=True)
     model = load_pose_model(model_id, checkpoint)
     onnx_export.export_pose(model, work / "source.onnx", spec.input_size)
