@@ -328,7 +328,10 @@ def file_mode() -> int:
 
 def _boxplot(ax, data: List[List[float]], labels: List[str]) -> None:
     """Horizontal box plots, whiskers at p1/p99, labels set on the axis (works across matplotlib versions)."""
-    ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False)
+    try:  # matplotlib >= 3.10 names the orientation; older versions take vert=False
+        ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=False)
+    except TypeError:
+        ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False)
     ax.set_yticks(range(1, len(labels) + 1))
     ax.set_yticklabels(labels)
 
