@@ -207,14 +207,15 @@ def pose_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int, ne
         raise InputError(f"int8 calibration needs at least {MIN_CALIBRATION} real face crops; '{path}' gave "
                          f"{len(crops)}: pass a longer video or a folder with more faces via --calib")
     ci, pi, disjoint = _split(len(crops), N_CALIBRATION, N_PARITY_CROPS)
-    model_rgb = to_color(crops.astype(np.float32), "RGB", spec.color)
-    norm = normalise(model_rgb, spec.mean, spec.std)
+
+    def norm(idx: np.ndarray) -> np.ndarray:
+        return normalise(to_color(crops[idx].astype(np.float32), "RGB", spec.color), spec.mean, spec.std)
     info = {"source": str(path), "sha256": src_sha, "kind": "face_crops",
             "detector": det_path.name, "faces_found": int(len(crops)),
             "frames": len({m["frame"] for m in meta}),
             "samples": int(len(ci)) if need_calibration else 0, "parity_samples": int(len(pi)),
             "parity_disjoint": bool(disjoint), "preprocessing": "runtime.preprocess.crop_faces + registry mean/std"}
-    return CalibrationData("face_crops", norm[ci] if need_calibration else norm[:0], norm[pi],
+    return CalibrationData("face_crops", norm(ci if need_calibration else ci[:0]), norm(pi),
                            crops[pi[:20]].astype(np.float32) / 255.0, info)
 
 

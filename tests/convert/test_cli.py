@@ -38,7 +38,7 @@ def test_missing_weights(capsys, tmp_path):
 def test_bad_precision_and_format(capsys, seeded_ckpt):
     ck = str(seeded_ckpt("mobilenetv3_small"))
     _fails(capsys, ["mobilenetv3_small", "--weights", ck, "--precision", "int4"], "fp32, fp16, int8, dynamic-int8")
-    _fails(capsys, ["mobilenetv3_small", "--weights", ck, "--format", "coreml"], "tflite, onnx")
+    _fails(capsys, ["mobilenetv3_small", "--weights", ck, "--format", "tensorrt"], "tflite, onnx")
 
 
 def test_pose_checkpoint_for_scrfd(capsys, seeded_ckpt):
