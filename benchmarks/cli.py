@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", default="1,2", help="thread sweep (default %(default)s)")
     p.add_argument("--detect-every", default="1", help="detect-every sweep of the LiteRT pipelines (default %(default)s)")
     p.add_argument("--xnnpack", default="on", help="XNNPACK sweep: on, off or on,off (default %(default)s)")
+    p.add_argument("--batch", default="1",
+                   help="model-only batch sweep of pose models, e.g. 1,7 (faces per call; detectors take 1)")
     p.add_argument("--model-xnnpack-off", action="store_true",
                    help="model-only latency also without XNNPACK (built-in kernels) for every TFLite artifact")
     p.add_argument("--frames", type=int, default=100, help="measured frames per pipeline (default %(default)s)")
@@ -124,6 +126,7 @@ def run_bench(args: argparse.Namespace) -> int:
     threads = parse_int_list(args.threads, "threads")
     detect_every = parse_int_list(args.detect_every, "detect-every")
     xnn = [{"on": True, "off": False}[v] for v in parse_list(args.xnnpack, "xnnpack", ("on", "off"))]
+    batches = parse_int_list(args.batch, "batch")
     duration = parse_duration(args.duration) if args.duration else None
     window = parse_duration(args.window)
     video = Path(args.video) if args.video else (DEFAULT_VIDEO if DEFAULT_VIDEO.exists() else None)
@@ -140,7 +143,7 @@ def run_bench(args: argparse.Namespace) -> int:
     load_start = _loadavg()
 
     if args.artifact:
-        return _bench_artifacts(args, device, run_id, started, load_start, threads, xnn)
+        return _bench_artifacts(args, device, run_id, started, load_start, threads, xnn, batches)
 
     # -- artifacts ------------------------------------------------------------------------------
     pw = _pose_weights_map(args.pose_weights)
@@ -205,7 +208,9 @@ def run_bench(args: argparse.Namespace) -> int:
     model_xnn = list(dict.fromkeys(xnn + ([False] if args.model_xnnpack_off else [])))
     n_model = 0
     for d in model_jobs:
-        n_model += len(threads) * (len(model_xnn) if load_manifest(d).format == "tflite" else 1)
+        mm = load_manifest(d)
+        n_model += (len(threads) * (len(model_xnn) if mm.format == "tflite" else 1)
+                    * (len(batches) if mm.task == "head_pose" else 1))
     if args.torch:
         n_model += len(poses) * len(threads)
     pipe_specs: List[pl.PipelineSpec] = []
@@ -231,12 +236,14 @@ def run_bench(args: argparse.Namespace) -> int:
         m = load_manifest(d)
         for t in threads:
             for x in (model_xnn if m.format == "tflite" else [None]):
-                bar.set_postfix_str(f"{m.id} t{t}" + ("" if x is None else (" xnn" if x else " noxnn")))
-                runner = ml.litert_runner(d, t, x, frame0) if m.format == "tflite" else ml.onnx_runner(d, t, frame0)
-                model_latency.append(ml.measure(runner, args.warmup, args.runs, args.seconds,
-                                                bar.update if runs_each else None, keep))
-                if not runs_each:
-                    bar.update(1)
+                for b in (batches if m.task == "head_pose" else [1]):
+                    bar.set_postfix_str(f"{m.id} t{t} b{b}" + ("" if x is None else (" xnn" if x else " noxnn")))
+                    runner = (ml.litert_runner(d, t, x, frame0, b) if m.format == "tflite"
+                              else ml.onnx_runner(d, t, frame0, b))
+                    model_latency.append(ml.measure(runner, args.warmup, args.runs, args.seconds,
+                                                    bar.update if runs_each else None, keep))
+                    if not runs_each:
+                        bar.update(1)
     if args.torch:
         for m in poses:
             for t in threads:
@@ -300,7 +307,7 @@ def run_bench(args: argparse.Namespace) -> int:
                      "pipeline_warmup": args.pipeline_warmup, "runs": args.runs, "seconds": args.seconds,
                      "threads": threads, "precisions": precisions, "pose_models": poses,
                      "detector": args.detector, "detector_precision": args.detector_precision,
-                     "detect_every": detect_every, "xnnpack": xnn, "model_xnnpack": model_xnn,
+                     "detect_every": detect_every, "xnnpack": xnn, "model_xnnpack": model_xnn, "batch": batches,
                      "baseline": not args.no_baseline,
                      "torch": bool(args.torch), "duration_s": duration,
                      "weights": {m: w.to_dict() for m, w in {**pose_w, args.detector: det_w}.items()}},
@@ -336,7 +343,7 @@ def _write(result: dict, out_dir) -> Path:
     return path
 
 
-def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn) -> int:
+def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn, batches) -> int:
     """``--artifact DIR ...``: model-only latency of the given artifacts, nothing else."""
     from tqdm import tqdm
 
@@ -349,7 +356,8 @@ def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn) ->
     mans = [load_manifest(d) for d in dirs]
     video = Path(args.video) if args.video else (DEFAULT_VIDEO if DEFAULT_VIDEO.exists() else None)
     frame0 = ml.first_frame(video) if video is not None else None
-    n = sum(len(threads) * (len(xnn) if m.format == "tflite" else 1) for m in mans)
+    n = sum(len(threads) * (len(xnn) if m.format == "tflite" else 1) * (len(batches) if m.task == "head_pose" else 1)
+            for m in mans)
     bar = tqdm(total=n * (args.runs if not args.seconds else 1), desc="bench", unit="it", file=sys.stderr,
                dynamic_ncols=True)
     runs_each = args.runs if not args.seconds else 0
@@ -357,12 +365,14 @@ def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn) ->
     for d, m in zip(dirs, mans):
         for t in threads:
             for x in (xnn if m.format == "tflite" else [None]):
-                bar.set_postfix_str(f"{m.id} t{t}")
-                r = ml.litert_runner(d, t, x, frame0) if m.format == "tflite" else ml.onnx_runner(d, t, frame0)
-                entries.append(ml.measure(r, args.warmup, args.runs, args.seconds,
-                                          bar.update if runs_each else None, not args.no_samples))
-                if not runs_each:
-                    bar.update(1)
+                for b in (batches if m.task == "head_pose" else [1]):
+                    bar.set_postfix_str(f"{m.id} t{t} b{b}")
+                    r = (ml.litert_runner(d, t, x, frame0, b) if m.format == "tflite"
+                         else ml.onnx_runner(d, t, frame0, b))
+                    entries.append(ml.measure(r, args.warmup, args.runs, args.seconds,
+                                              bar.update if runs_each else None, not args.no_samples))
+                    if not runs_each:
+                        bar.update(1)
     bar.close()
     load_end = _loadavg()
     result = {
@@ -372,7 +382,8 @@ def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn) ->
                  "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
         "device": device, "load": {"loadavg_start": load_start, "loadavg_end": load_end},
         "budgets": dict(BUDGETS),
-        "settings": {"artifacts": [str(d) for d in dirs], "threads": threads, "xnnpack": xnn, "warmup": args.warmup,
+        "settings": {"artifacts": [str(d) for d in dirs], "threads": threads, "xnnpack": xnn, "batch": batches,
+                     "warmup": args.warmup,
                      "runs": args.runs, "seconds": args.seconds, "input": str(video) if frame0 is not None else "seeded random"},
         "artifacts": [{"id": m.id, "model": m.model, "task": m.task, "format": m.format, "precision": m.precision,
                        "file_sha256": m.file_sha256, "file_bytes": m.file_bytes, "path": str(d)}

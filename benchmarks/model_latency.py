@@ -47,7 +47,8 @@ class ModelRunner:
     def key(self) -> str:
         i = self.info
         xnn = {True: "xnn", False: "noxnn", None: "-"}[i.get("xnnpack")]
-        return f"{i['runtime']}|{i['model']}|{i['precision']}|t{i['threads']}|{xnn}"
+        batch = f"|b{i['batch']}" if i.get("batch", 1) != 1 else ""
+        return f"{i['runtime']}|{i['model']}|{i['precision']}|t{i['threads']}|{xnn}{batch}"
 
 
 def sample_input(manifest: Manifest, frame: Optional[np.ndarray] = None, batch: int = 1,

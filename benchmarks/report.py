@@ -65,7 +65,7 @@ def latency_rows(results: Sequence[dict]) -> List[Dict[str, object]]:
             rows.append(OrderedDict(
                 kind="model", device=r["device"]["name"], run=_run_label(r), created=r.get("created_utc", ""),
                 key=key, backend=e["runtime"], model=e["model"], precision=e["precision"], threads=e["threads"],
-                detect_every=None, xnnpack=xnn, frames=None, faces_per_frame=None,
+                detect_every=None, xnnpack=xnn, batch=e.get("batch", 1), frames=None, faces_per_frame=None,
                 p50_ms=e["stats"]["p50"], p99_ms=e["stats"]["p99"], mean_ms=e["stats"].get("mean"),
                 fps=None, verdict=None, samples=e.get("samples_ms")))
     return rows
@@ -138,7 +138,8 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 PIPE_HEADER = ("device", "backend", "model", "precision", "threads", "detect every", "p50 ms", "p99 ms", "FPS",
                "faces/frame", "verdict", "run")
-MODEL_HEADER = ("device", "runtime", "model", "precision", "threads", "XNNPACK", "p50 ms", "p99 ms", "mean ms", "run")
+MODEL_HEADER = ("device", "runtime", "model", "precision", "threads", "XNNPACK", "batch", "p50 ms", "p99 ms",
+                "mean ms", "run")
 
 
 def pipe_cells(r) -> list:
@@ -147,8 +148,8 @@ def pipe_cells(r) -> list:
 
 
 def model_cells(r) -> list:
-    return [r["device"], r["backend"], r["model"], r["precision"], r["threads"], r["xnnpack"], r["p50_ms"],
-            r["p99_ms"], r["mean_ms"], r["run"]]
+    return [r["device"], r["backend"], r["model"], r["precision"], r["threads"], r["xnnpack"], r.get("batch", 1),
+            r["p50_ms"], r["p99_ms"], r["mean_ms"], r["run"]]
 
 
 def comparison_rows(results: Sequence[dict]) -> List[List[object]]:
@@ -220,7 +221,7 @@ def render_markdown(results: Sequence[dict], threshold_pct: float = DEFAULT_THRE
 
 
 CSV_FIELDS = ("kind", "device", "run", "created", "key", "backend", "model", "precision", "threads",
-              "detect_every", "xnnpack", "frames", "faces_per_frame", "p50_ms", "p99_ms", "mean_ms", "fps", "verdict")
+              "detect_every", "xnnpack", "batch", "frames", "faces_per_frame", "p50_ms", "p99_ms", "mean_ms", "fps", "verdict")
 
 
 def render_csv(results: Sequence[dict]) -> str:

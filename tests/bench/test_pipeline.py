@@ -78,3 +78,11 @@ def test_model_latency_runners(artifact, seeded_ckpt):
     t = measure(torch_runner("mobilenetv3_small", seeded_ckpt("mobilenetv3_small"), 1, frame), warmup=1, runs=2)
     assert t["runtime"] == "torch" and t["artifact"] is None and t["stats"]["n"] == 2
     assert peak_rss_mb() > 0
+
+
+def test_batched_pose_latency_has_its_own_key(artifact):
+    need_shared(VIDEO)
+    tfl = artifact("mobilenetv3_small", "fp32")
+    e = measure(litert_runner(tfl, 1, True, None, batch=3), warmup=1, runs=2)
+    assert e["key"] == "litert|mobilenetv3_small|fp32|t1|xnn|b3"
+    assert e["batch"] == 3 and e["input_shape"][0] == 3

@@ -55,7 +55,7 @@ def test_report_merges_and_diffs_two_runs(two_runs, tmp_path):
     want = "regression" if d["change_pct"] > 10 else "improvement" if d["change_pct"] < -10 else "same"
     assert d["status"] == want
     md = rep["markdown"].read_text()
-    assert md.count("| bench-test | onnxruntime | mobilenetv3_small | fp32 | 1 |") == 2
+    assert md.count("| bench-test | onnxruntime | mobilenetv3_small | fp32 | 1 | - | 1 |") == 2
     assert "## Regressions and improvements" in md and want in md
     rows = list(csv.DictReader(io.StringIO(rep["csv"].read_text())))
     assert len(rows) == 2 and {r["kind"] for r in rows} == {"model"}
