@@ -319,7 +319,8 @@ class _Job:
         from .calibration import file_sha256
         quant = {"mode": QUANT_MODE[self.precision]}
         if self.precision in ("int8", "dynamic-int8"):
-            quant.update({"weights": "int8", "per_channel": True})
+            weights = "uint8" if (self.fmt, self.precision) == ("onnx", "dynamic-int8") else "int8"
+            quant.update({"weights": weights, "per_channel": True})
         if self.precision == "int8":
             quant.update({"activations": "int8", "io_dtype": "float32",
                           "io_note": "float32 input/output tensors around an int8 body (quantize/dequantize "

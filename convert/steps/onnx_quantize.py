@@ -1,5 +1,6 @@
 """ONNX-format precisions: fp32 (as is), fp16 (float16 weights and activations, float32 I/O),
-dynamic-int8 and int8 (ONNX Runtime quantisation: per-channel int8 weights; int8 is static QDQ
+dynamic-int8 and int8 (ONNX Runtime quantisation, per-channel: dynamic-int8 stores uint8 weights, the
+only kind ONNX Runtime's ConvInteger runs; int8 is static QDQ with int8 weights and activations
 calibrated on the real calibration set)."""
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def make(src: Union[str, Path], precision: str, dst: Union[str, Path], calibrati
     pre = (work or dst.parent) / "preprocessed.onnx"
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     if precision == "dynamic-int8":
-        quantize_dynamic(str(pre), str(dst), per_channel=True, weight_type=QuantType.QInt8)
+        # ONNX Runtime's CPU ConvInteger takes uint8 weights only (int8 ones fail to load)
+        quantize_dynamic(str(pre), str(dst), per_channel=True, weight_type=QuantType.QUInt8)
         return dst
     if precision != "int8":
         raise ConversionError(f"precision '{precision}' is not supported for ONNX")
