@@ -61,7 +61,10 @@ def test_ctrl_c_closes_the_outputs(det_dir, pose_dir, tmp_path):
     jsonl, mp4 = tmp_path / "o.jsonl", tmp_path / "o.mp4"
     p = subprocess.Popen([sys.executable, "-m", "headpose.cli", "run", "--detector", str(det_dir), "--pose",
                           str(pose_dir), "--source", str(VIDEO), "--jsonl", str(jsonl), "--output", str(mp4)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         # a CI job started in the background inherits SIGINT ignored; a terminal's Ctrl-C
+                         # reaches a process whose SIGINT is at its default, as here
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     partial = tmp_path / f".{jsonl.name}.partial.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and p.poll() is None:
