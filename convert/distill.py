@@ -125,6 +125,17 @@ def geodesic_loss(pred, target):
     return torch.acos(torch.clamp(cos, -1.0 + 1e-6, 1.0 - 1e-6)).mean()
 
 
+def length_penalty(v):
+    """Mean squared hinge ``relu(1 - |a|)²`` over both 3-vectors of a (B, 6) output.
+
+    The geodesic loss leaves the vectors' lengths free; short ones make Gram-Schmidt amplify small
+    output errors (int8 quantisation) into large angle errors. This term keeps them >= 1.
+    """
+    import torch
+    n = torch.stack([v[:, 0:3].norm(dim=1), v[:, 3:6].norm(dim=1)], dim=1)
+    return torch.relu(1.0 - n).pow(2).mean()
+
+
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -163,6 +174,7 @@ class DistillConfig:
     max_steps: Optional[int] = None  # stop each epoch early (tests, dry runs)
     train_size: Optional[int] = None  # train at this input side (faster), ...
     full_size_epochs: int = 0  # ... except for the last N epochs, at the registry's input size
+    length_weight: float = 0.0  # weight of the hinge keeping both 6D vectors at least 1 long (int8-friendly)
 
 
 def predict_rotations(model, crops: np.ndarray, spec, batch: int = 64) -> np.ndarray:
@@ -277,7 +289,8 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
         raise InputError(f"{len(train)} training crops make no batch of {cfg.batch}: lower --batch or add data")
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    fingerprint = {"config": asdict(cfg), "augment": asdict(augment), "n_train": len(train)}
+    fp_cfg = {k: v for k, v in asdict(cfg).items() if not (k == "length_weight" and v == 0)}  # older runs resume
+    fingerprint = {"config": fp_cfg, "augment": asdict(augment), "n_train": len(train)}
     if init_info:
         fingerprint["init_sha256"] = init_info["sha256"]
     start_epoch, history, wall = 0, [], 0.0
@@ -318,7 +331,10 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
             from .teachers import normalised_nchw
             x = torch.from_numpy(normalised_nchw(np.stack(imgs), spec)).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(np.stack(labels)).float()
-            loss = geodesic_loss(rotation_from_6d_torch(model(x)), y)
+            out6 = model(x)
+            loss = geodesic_loss(rotation_from_6d_torch(out6), y)
+            if cfg.length_weight:
+                loss = loss + cfg.length_weight * length_penalty(out6)
             opt.zero_grad()
             loss.backward()
             opt.step()

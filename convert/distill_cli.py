@@ -91,7 +91,7 @@ def run_distill(args: argparse.Namespace) -> int:
     cfg = DistillConfig(student=args.student, epochs=args.epochs, batch=args.batch, lr=args.lr,
                         weight_decay=args.weight_decay, seed=args.seed, threads=args.threads,
                         train_size=args.train_size, full_size_epochs=args.full_size_epochs,
-                        max_steps=args.max_steps)
+                        max_steps=args.max_steps, length_weight=args.length_weight)
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else Path(args.cache) / f"{out.stem}.work"
     sidecar = distill(cfg, train, val, out, work, resume=not args.no_resume, progress=not args.quiet, init=args.init,
@@ -181,6 +181,8 @@ def add_parser(sub) -> None:
     p.add_argument("--full-size-epochs", type=int, default=0, help="last epochs at the registry's 224 px")
     p.add_argument("--init", metavar="CKPT", help="start from these weights of the same backbone (fine-tuning, "
                    "e.g. a student trained at a lower --train-size)")
+    p.add_argument("--length-weight", type=float, default=0.0, metavar="W",
+                   help="weight of a hinge keeping the 6D output vectors at least 1 long (int8-friendly; default 0)")
     p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
                    help="re-estimate BatchNorm statistics on N un-augmented training crops at the end (default off)")
     p.add_argument("--max-steps", type=int, help="at most this many batches per epoch (dry runs)")

@@ -115,3 +115,10 @@ def test_batchnorm_recalibration_is_recorded(small_cropset, tmp_path):
     recalibrate_batchnorm(model, np.asarray(small_cropset.base[:8]), get_spec("mobilenetv3_small"), batch=4)
     assert not torch.equal(before, model.features[0][1].running_mean)
     assert not model.training and model.features[0][1].momentum == 0.01
+
+
+def test_length_penalty():
+    from headpose.convert.distill import length_penalty
+    v = torch.tensor([[2.0, 0, 0, 0, 3.0, 0], [0.5, 0, 0, 0, 0, 0.1]])
+    # first row: both vectors long enough (0); second: (1-0.5)^2 + (1-0.1)^2 over 4 entries
+    assert float(length_penalty(v)) == pytest.approx((0.25 + 0.81) / 4)
