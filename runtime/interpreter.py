@@ -60,8 +60,9 @@ def make_interpreter(model_path: str, num_threads: int = 1, xnnpack: bool = True
     try:
         interp = mod.Interpreter(**kwargs)
         interp.allocate_tensors()
-    except ValueError as e:
-        raise HeadposeError(f"the interpreter could not load '{model_path}': {e}") from None
+    except (ValueError, RuntimeError) as e:  # RuntimeError: e.g. XNNPACK refusing a node at prepare
+        raise HeadposeError(f"the interpreter could not load '{model_path}'"
+                            f"{' with XNNPACK' if xnnpack else ''}: {e}") from None
     return interp
 
 
