@@ -100,6 +100,35 @@ def default_artifacts() -> Tuple[Path, Path]:
                         f"from the checkout's root with: {'  ;  '.join(commands)}  (or pass --detector DIR --pose DIR)")
 
 
+class _FrameBoundaryInterrupt:
+    """First Ctrl-C: finish the current frame (all sinks written), then stop. Second: stop at once.
+
+    Installed only in the main thread and only where SIGINT is not ignored (a background job keeps
+    ignoring it); :meth:`restore` puts the previous handler back.
+    """
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+        self.requested = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.info("Ctrl-C: finishing this frame, then closing the outputs (Ctrl-C again to stop at once)")
+
+    def restore(self) -> None:
+        if self._old is not None:
+            import signal
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
 def add_parser(sub) -> None:
     """Register ``headpose run``."""
     p = sub.add_parser(
@@ -157,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     if args.source is None:
         args.source = default_source()
+    stop = _FrameBoundaryInterrupt()
     try:
         est = HeadPoseEstimator.from_artifacts(det_dir, pose_dir, options)
         src = open_source(args.source, retries=args.retries)
@@ -194,11 +224,15 @@ def run(args: argparse.Namespace) -> int:
                 keep_going = s.write(fr.index, ms, faces, image) and keep_going
             if bar is not None:
                 bar.update(1)
+            if stop.requested:
+                interrupted = True
+                break
             if not keep_going or (args.max_frames and frames >= args.max_frames):
                 break
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        stop.restore()
         wall = time.perf_counter() - t_start
         if bar is not None:
             bar.close()

@@ -1,6 +1,7 @@
 """Evaluation report: figures against the teacher, consistency, teacher noise; `headpose eval` CLI."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -106,4 +107,4 @@ def test_eval_cli_reads_the_plans_held_out_list(seeded_ckpt, tmp_path):
              "--no-consistency", "--json", str(out))
     assert p.returncode == 0, p.stderr
     rep = json.loads(out.read_text())
-    assert list(rep["vs_teacher"]["by_source"]) == [str(IMAGES / "single_face.jpg")]
+    assert [str(Path(k).resolve()) for k in rep["vs_teacher"]["by_source"]] == [str((IMAGES / "single_face.jpg").resolve())]

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from headpose.runtime.manifest import artifact_id
+from headpose.runtime.registry import DEFAULT_DETECTOR, DEFAULT_POSE
+
 from headpose.cli import main
 from headpose.runtime import cli as run_cli
 from headpose.runtime.errors import ManifestError
@@ -123,18 +126,19 @@ def test_default_artifacts_missing_says_how_to_build(tmp_path, monkeypatch):
     with pytest.raises(ManifestError) as e:
         run_cli.default_artifacts()
     msg = str(e.value)
-    assert "scrfd_500m-640-tflite-int8" in msg and "mobilenetv3_small-224-tflite-int8" in msg
-    assert "headpose convert scrfd_500m" in msg and "headpose convert mobilenetv3_small" in msg
+    assert artifact_id(*DEFAULT_DETECTOR) in msg and artifact_id(*DEFAULT_POSE) in msg
+    assert f"headpose convert {DEFAULT_DETECTOR[0]}" in msg and f"headpose convert {DEFAULT_POSE[0]}" in msg
 
 
 def test_default_artifacts_found(det_dir, pose_dir, tmp_path, monkeypatch):
     exports = tmp_path / "w" / "exports"
     exports.mkdir(parents=True)
-    os.symlink(det_dir, exports / "scrfd_500m-640-tflite-int8")
-    os.symlink(pose_dir, exports / "mobilenetv3_small-224-tflite-int8")
+    det_id, pose_id = artifact_id(*DEFAULT_DETECTOR), artifact_id(*DEFAULT_POSE)
+    os.symlink(det_dir, exports / det_id)  # any detector/pose artifact stands in for the defaults here
+    os.symlink(pose_dir, exports / pose_id)
     monkeypatch.setenv("HEADPOSE_WEIGHTS_DIR", str(tmp_path / "w"))
     d, p = run_cli.default_artifacts()
-    assert d == exports / "scrfd_500m-640-tflite-int8" and p == exports / "mobilenetv3_small-224-tflite-int8"
+    assert d == exports / det_id and p == exports / pose_id
 
 
 def test_run_on_a_folder_treats_images_independently(det_dir, pose_dir, tmp_path, capsys):
