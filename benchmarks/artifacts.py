@@ -13,7 +13,6 @@ ONNX files of ``../shared/weights`` or ``weights/``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from ..runtime.errors import ConversionError, InputError, ManifestError
-from ..runtime.manifest import artifact_id, load_manifest
+from ..runtime.manifest import artifact_id, load_manifest, sha256_file
 from ..runtime.registry import get_spec
 
 log = logging.getLogger(__name__)
@@ -34,15 +33,6 @@ DEFAULT_ROOT = WEIGHTS_DIR / "cache" / "bench"
 # Which SCRFD ONNX file holds which registered detector.
 DETECTOR_FILES = {"scrfd_500m": "scrfd_500m_bnkps.onnx", "scrfd_2.5g": "scrfd_2.5g_bnkps.onnx",
                   "scrfd_10g": "scrfd_10g_bnkps.onnx"}
-
-
-def sha256_file(path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ..runtime.errors import ConversionError, InputError
 from ..runtime.preprocess import letterbox, normalise, to_color
 from ..runtime.registry import ModelSpec
 from .facedata import OnnxFaceDetector, face_crops, iter_frames, list_sources, sample_evenly
+from ..runtime.manifest import sha256_file as file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,6 @@ def source_sha256(path: Union[str, Path]) -> str:
     for f in list_sources(path):
         h.update(str(f.relative_to(path)).encode())
         h.update(file_sha256(f).encode())
-    return h.hexdigest()
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    """sha256 hex digest of one file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 

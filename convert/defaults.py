@@ -11,7 +11,6 @@ The TFLite artifacts are built on first use (they are not committed) into ``weig
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from ..runtime.errors import HeadposeError
-from ..runtime.manifest import artifact_id
+from ..runtime.manifest import artifact_id, sha256_file
 from ..runtime.registry import DEFAULT_DETECTOR, DEFAULT_POSE, DEFAULT_POSE_WEIGHTS, DEFAULT_SAMPLE
 
 log = logging.getLogger(__name__)
@@ -45,14 +44,6 @@ SCRFD_PACKAGE = {
     },
 }
 # The defaults themselves are registry facts (runtime/registry.py), shared with `headpose run`.
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def package_dir(weights_dir: Optional[Path] = None) -> Path:

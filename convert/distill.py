@@ -17,7 +17,6 @@ written after each epoch into the work folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from ..runtime.errors import CheckpointError, InputError
-from ..runtime.manifest import write_json_atomic
+from ..runtime.manifest import write_json_atomic, sha256_file
 from ..runtime.registry import get_spec
 from ..runtime.rotation import rotation_from_euler
 from .cropset import CropSet, render
@@ -148,14 +147,6 @@ def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -25,6 +25,7 @@ tensor by the name recorded here, never by position or shape. Schema (version 1)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -171,6 +172,15 @@ class Manifest:
         known = {f.name for f in cls.__dataclass_fields__.values()} - {"directory", "input", "outputs"}
         kwargs = {k: v for k, v in d.items() if k in known}
         return cls(input=inp, outputs=outs, **kwargs)
+
+
+def sha256_file(path: Union[str, os.PathLike]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (model files, sources, calibration data)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def artifact_id(model: str, size: int, fmt: str, precision: str) -> str:
