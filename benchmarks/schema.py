@@ -94,6 +94,19 @@ def _check_stats(stats: Any, where: str, errors: List[str]) -> None:
             errors.append(f"{where}.{k}: expected a number of milliseconds, found {stats.get(k)!r}")
 
 
+
+def _entries(items, name, required, errors):
+    """Yield ``(where, entry)`` for the object entries of a list, reporting non-objects and missing keys."""
+    for i, e in enumerate(items):
+        where = f"{name}[{i}]"
+        if not isinstance(e, dict):
+            errors.append(f"{where}: expected an object")
+            continue
+        for k in required:
+            if k not in e:
+                errors.append(f"{where}: missing '{k}'")
+        yield where, e
+
 def validate(result: Any) -> List[str]:
     """Every schema violation of a result object (empty list: valid).
 
@@ -119,14 +132,7 @@ def validate(result: Any) -> List[str]:
     if not isinstance(lat, list):
         errors.append("model_latency: expected a list (may be empty when pipelines are given)")
         lat = []
-    for i, e in enumerate(lat):
-        where = f"model_latency[{i}]"
-        if not isinstance(e, dict):
-            errors.append(f"{where}: expected an object")
-            continue
-        for k in LATENCY_REQUIRED:
-            if k not in e:
-                errors.append(f"{where}: missing '{k}'")
+    for where, e in _entries(lat, "model_latency", LATENCY_REQUIRED, errors):
         if "threads" in e and (not isinstance(e["threads"], int) or e["threads"] < 1):
             errors.append(f"{where}.threads: expected a positive integer, found {e['threads']!r}")
         if "stats" in e:
@@ -135,14 +141,7 @@ def validate(result: Any) -> List[str]:
     if not isinstance(pipes, list):
         errors.append("pipelines: expected a list")
         pipes = []
-    for i, p in enumerate(pipes):
-        where = f"pipelines[{i}]"
-        if not isinstance(p, dict):
-            errors.append(f"{where}: expected an object")
-            continue
-        for k in PIPELINE_REQUIRED:
-            if k not in p:
-                errors.append(f"{where}: missing '{k}'")
+    for where, p in _entries(pipes, "pipelines", PIPELINE_REQUIRED, errors):
         if "end_to_end" in p:
             _check_stats(p["end_to_end"], f"{where}.end_to_end", errors)
         if "fps" in p and not _number(p["fps"]):
