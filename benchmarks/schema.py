@@ -94,7 +94,6 @@ def _check_stats(stats: Any, where: str, errors: List[str]) -> None:
             errors.append(f"{where}.{k}: expected a number of milliseconds, found {stats.get(k)!r}")
 
 
-
 def _entries(items, name, required, errors):
     """Yield ``(where, entry)`` for the object entries of a list, reporting non-objects and missing keys."""
     for i, e in enumerate(items):
@@ -106,6 +105,7 @@ def _entries(items, name, required, errors):
             if k not in e:
                 errors.append(f"{where}: missing '{k}'")
         yield where, e
+
 
 def validate(result: Any) -> List[str]:
     """Every schema violation of a result object (empty list: valid).
