@@ -66,8 +66,13 @@ def run_tflite(model: Union[str, Path, bytes], x_nhwc: np.ndarray, num_threads: 
     from ..runtime.interpreter import _interpreter_module
     mod = _interpreter_module()
     kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    it = mod.Interpreter(num_threads=num_threads, **kw)
-    it.allocate_tensors()
+    try:
+        it = mod.Interpreter(num_threads=num_threads, **kw)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:  # e.g. XNNPACK refusing a node at prepare
+        raise ConversionError(f"the quantised model could not be loaded by LiteRT with XNNPACK ({e}); "
+                              f"its quantisation parameters are likely out of range. Convert with "
+                              f"--precision fp16 or dynamic-int8 meanwhile, and report the model") from None
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     res = []
     for i in range(len(x_nhwc)):

@@ -146,3 +146,35 @@ def test_upstream_onnx_of_another_backbone_is_refused(seeded_ckpt, tmp_path):
     _check_pose_onnx_architecture("mobilenetv2", src)  # fits
     with pytest.raises(CheckpointError, match="those of 'mobilenetv2'"):
         _check_pose_onnx_architecture("mobilenetv3_small", src)
+
+
+def test_padded_maxpool_after_relu_gets_a_zero_pad(seeded_ckpt, tmp_path):
+    """The ResNet stem's MaxPool(pad 1) would reach TFLite as PADV2(-FLT_MAX): int8 scale 1.3e36, unloadable."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from headpose.convert.steps.simplify import simplify
+    src = onnx_export.export_pose(load_pose_model("resnet18", seeded_ckpt("resnet18")), tmp_path / "r.onnx")
+    dst = simplify(src, tmp_path / "s.onnx")
+    nodes = onnx.load(str(dst)).graph.node
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(dst)).graph.initializer}
+    pools = [n for n in nodes if n.op_type == "MaxPool"]
+    assert len(pools) == 1
+    attrs = {a.name: helper.get_attribute_value(a) for a in pools[0].attribute}
+    assert attrs["pads"] == [0, 0, 0, 0]
+    (pad,) = [n for n in nodes if n.output[0] == pools[0].input[0]]
+    assert pad.op_type == "Pad" and inits[pad.input[1]].tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
+    x = _faces(2)
+    np.testing.assert_array_equal(onnx_export.run_onnx(src, x)[0], onnx_export.run_onnx(dst, x)[0])
+
+
+def test_padded_maxpool_not_after_relu_is_left_alone():
+    import onnx
+    from onnx import TensorProto, helper
+    from headpose.convert.steps.simplify import zero_pad_maxpool
+    g = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["n"]),
+         helper.make_node("MaxPool", ["n"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g)
+    assert zero_pad_maxpool(m) == 0 and [n.op_type for n in m.graph.node] == ["Neg", "MaxPool"]
