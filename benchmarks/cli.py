@@ -335,9 +335,7 @@ def _write(result: dict, out_dir) -> Path:
         path = out / f"{result['run_id']}-{n}.json"
     if n > 1:
         result["run_id"] = path.stem
-    write_json_atomic(path, result)
-    from .report import file_mode
-    os.chmod(path, file_mode())  # the atomic writer's temporary file is 0600
+    write_json_atomic(path, result)  # readable by all, as the umask allows
     print_summary(result)
     print(f"\nresult: {path}")
     return path

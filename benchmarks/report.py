@@ -23,8 +23,9 @@ import re
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
+from ..runtime.manifest import umask_mode
 from .schema import load_result
 
 log = logging.getLogger(__name__)
@@ -321,12 +322,6 @@ def render_plots(results: Sequence[dict], out_dir: Path) -> List[Path]:
     return written
 
 
-def file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _boxplot(ax, data: List[List[float]], labels: List[str]) -> None:
     """Horizontal box plots, whiskers at p1/p99, labels set on the axis (works across matplotlib versions)."""
     try:  # matplotlib >= 3.10 names the orientation; older versions take vert=False
@@ -342,7 +337,7 @@ def _save(fig, path: Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
-        os.chmod(tmp, file_mode())  # mkstemp creates 0600; results are shared files
+        os.chmod(tmp, umask_mode(0o666))  # mkstemp creates 0600; results are shared files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -357,7 +352,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, file_mode())  # mkstemp creates 0600; reports are shared files
+        os.chmod(tmp, umask_mode(0o666))  # mkstemp creates 0600; reports are shared files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -71,7 +71,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..runtime.errors import ConversionError, InputError
-from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, write_json_atomic
+from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, umask_mode, write_json_atomic
 from ..runtime.registry import SCRFD_DECODE, get_spec
 
 log = logging.getLogger(__name__)
@@ -649,6 +649,7 @@ def convert_coreml(model_id: str, weights: Union[str, Path], precision: str = "f
     src_data = _resolve_data(calib)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{aid}.", dir=out_dir))  # same filesystem: atomic rename
+    os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes it 0700; the published artifact is readable
     import torch
     threads = torch.get_num_threads()
     # one intra-op thread: the parity runs are single small images, and on a loaded machine torch's

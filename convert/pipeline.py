@@ -25,8 +25,8 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..runtime.errors import CheckpointError, ConversionError, InputError
-from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, write_json_atomic
-from ..runtime.registry import SCRFD_DECODE, ModelSpec, get_spec
+from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, umask_mode, write_json_atomic
+from ..runtime.registry import ModelSpec, get_spec
 from . import calibration as calib_mod
 from . import parity as parity_mod
 from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod
@@ -154,6 +154,7 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     timings: Dict[str, float] = {}
     t_start = time.perf_counter()
     stage = Path(tempfile.mkdtemp(prefix=f".{aid}.", dir=out_dir))  # same filesystem: atomic rename
+    os.chmod(stage, umask_mode(0o777))  # mkdtemp makes it 0700; the published artifact is readable
     work = Path(tempfile.mkdtemp(prefix=f"headpose-convert-{aid}-"))
     keep_work = os.environ.get("HEADPOSE_KEEP_WORK") == "1"
     try:

@@ -224,11 +224,22 @@ def load_manifest(artifact: Union[str, os.PathLike], expect_task: Optional[str] 
     return m
 
 
+def umask_mode(base: int) -> int:
+    """``base`` (0o666 files, 0o777 folders) less the process umask: the mode a plain ``open`` would give.
+
+    ``tempfile.mkstemp``/``mkdtemp`` create 0600/0700 entries; published artifacts get this mode instead.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def write_json_atomic(path: Union[str, os.PathLike], data: Dict[str, Any]) -> None:
     """Write JSON next to ``path`` under a temporary name, then rename it into place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, umask_mode(0o666))
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")

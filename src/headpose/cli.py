@@ -18,6 +18,7 @@ from typing import List, Optional
 STAGES = (
     "headpose.runtime.cli",
     "headpose.convert.cli",
+    "headpose.convert.matrix",
     "headpose.benchmarks.cli",
     "headpose.convert.distill_cli",
 )

@@ -51,3 +51,15 @@ def test_errors(tmp_path):
     (tmp_path / "model.tflite").write_bytes(b"x")
     with pytest.raises(ManifestError, match="is a head_pose model, but a face_detection model was expected"):
         load_manifest(tmp_path, expect_task="face_detection")
+
+
+def test_atomic_json_is_readable_as_the_umask_allows(tmp_path):
+    """mkstemp makes 0600 files; a published manifest must be as readable as a plainly written file."""
+    import os
+    from headpose.runtime.manifest import write_json_atomic
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
