@@ -114,7 +114,9 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
                      f"{r['conversion_s']} |")
     lines += ["", "✅ / ❌: a gated precision (fp32 pose < 0.05°, fp16 pose < 0.5°, fp32 detector IoU ≥ 0.99 "
               "with every face). int8 figures are recorded; the int8 pose gate (mean ≤ 0.5°, p99 ≤ 3° vs the "
-              "float model) picks the remedy shown.", ""]
+              "float model) picks the remedy shown. convert s: the whole conversion; onnx2tf runs once per model and "
+              "process, so the later precisions of a model reuse its SavedModel (per-step seconds are in the JSON).",
+              ""]
     return "\n".join(lines)
 
 def add_parser(subparsers) -> None:
