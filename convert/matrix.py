@@ -16,6 +16,7 @@ trained one). SCRFD models come from their ONNX files in ``../shared/weights`` (
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -90,19 +91,22 @@ def row_of(model_id: str, precision: str, kind: str, d: Path) -> Dict:
     row.update(device_check(d))
     return row
 
-def markdown(rows: List[Dict], meta: Dict) -> str:
-    lines = ["# Conversion matrix", "",
-             f"`{meta['command']}` on {meta['machine']} ({meta['cpus']} CPUs, load average "
-             f"{meta['load_before']} before, {meta['load_after']} after), {meta['date_utc']} UTC.", "",
+def markdown(rows: List[Dict], runs: List[Dict]) -> str:
+    """The Markdown table of ``rows``; ``runs`` are the runs' facts (row ``run`` indexes them)."""
+    lines = ["# Conversion matrix", ""]
+    for i, meta in enumerate(runs):
+        lines.append(f"- run {i}: `{meta['command']}` on {meta['machine']} ({meta['cpus']} CPUs, load average "
+                     f"{meta['load_before']} before, {meta['load_after']} after), {meta['date_utc']} UTC.")
+    lines += ["",
              "Parity: pose against the PyTorch model on real face crops of `in_video.mp4` (degrees; max over "
              "crops and pitch/yaw/roll); detector against the ONNX model on real frames (mean box IoU, faces "
              "matched). Latency: LiteRT + XNNPACK, 1 thread, batch 1, median of 20.", "",
-             "| model | weights | precision | MB | parity | int8 remedy | XNNPACK partitions | ms | convert s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | weights | precision | MB | parity | int8 remedy | XNNPACK partitions | ms | convert s | run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['weights']} | {r['precision']} | – | **failed**: {r['error']} "
-                         f"| | | | |")
+                         f"| | | | | {r.get('run', 0)} |")
             continue
         if "euler_max_deg" in r:
             par = f"max {r['euler_max_deg']:.3g}°, mean {r['euler_mean_deg']:.3g}° ({r['samples']} crops)"
@@ -111,7 +115,7 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
         mark = "" if r["gate"] is None else (" ✅" if r["passed"] else " ❌")
         lines.append(f"| {r['model']} | {r['weights']} | {r['precision']} | {r['mb']} | {par}{mark} | "
                      f"{r.get('int8_remedy', '')} | {r['xnnpack_partitions']} | {r['latency_ms_1thread']} | "
-                     f"{r['conversion_s']} |")
+                     f"{r['conversion_s']} | {r.get('run', 0)} |")
     lines += ["", "✅ / ❌: a gated precision (fp32 pose < 0.05°, fp16 pose < 0.5°, fp32 detector IoU ≥ 0.99 "
               "with every face). int8 figures are recorded; the int8 pose gate (mean ≤ 0.5°, p99 ≤ 3° vs the "
               "float model) picks the remedy shown. convert s: the whole conversion; onnx2tf runs once per model and "
@@ -135,6 +139,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="weights/exports/matrix", metavar="DIR", help="artifacts go here")
     p.add_argument("--json", default=None, metavar="FILE", help="default <out>/matrix.json")
     p.add_argument("--report", default=None, metavar="FILE", help="Markdown table (default <out>/MATRIX.md)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the rows of an existing --json for the (model, precision) pairs not run now")
     p.set_defaults(func=run)
 
 def run(args: argparse.Namespace) -> int:
@@ -170,10 +176,21 @@ def run(args: argparse.Namespace) -> int:
                 log.error("matrix: %s %s failed: %s", model_id, precision, e)
     meta["load_after"] = round(os.getloadavg()[0], 2)
     json_path = Path(args.json) if args.json else out / "matrix.json"
-    write_json_atomic(json_path, {"meta": meta, "rows": rows})
+    runs = [meta]
+    if args.update and json_path.exists():
+        old = json.loads(json_path.read_text())
+        done = {(r["model"], r["precision"]) for r in rows}
+        kept = [dict(r, run=r.get("run", 0) + 1) for r in old["rows"] if (r["model"], r["precision"]) not in done]
+        runs += old.get("runs") or [old["meta"]]
+        rows = [dict(r, run=0) for r in rows] + kept
+        order = {m: i for i, m in enumerate(list(POSE_MODELS) + sorted(SCRFD_ONNX))}
+        rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], r["precision"]))
+    else:
+        rows = [dict(r, run=0) for r in rows]
+    write_json_atomic(json_path, {"runs": runs, "rows": rows})
     report = Path(args.report) if args.report else out / "MATRIX.md"
     tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(markdown(rows, meta))
+    tmp.write_text(markdown(rows, runs))
     os.replace(tmp, report)
     log.info("matrix: %d rows -> %s, %s", len(rows), json_path, report)
     print(report)
