@@ -43,6 +43,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-int8-error", type=float, default=0.5, metavar="DEG",
                    help="int8 pose gate: mean pitch/yaw/roll difference from the float model on real crops "
                         "(p99 <= 3); failing models get an automatic remedy (default 0.5; negative: no gate)")
+    p.add_argument("--allow-slow-int8", action="store_true",
+                   help="let the int8 gate take a remedy slower than the float32 model (int16 activations: "
+                        "accurate, but XNNPACK does not run them); refused by default")
     p.set_defaults(func=run)
 
 
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                   input_size=args.input_size, out_dir=args.out, force=args.force, detector=args.detector,
                   progress=progress,
                   **({} if args.fmt == "coreml" else {"max_int8_error": None if args.max_int8_error < 0
-                                                       else args.max_int8_error}))
+                                                       else args.max_int8_error,
+                                                       "allow_slow_int8": args.allow_slow_int8}))
     print(Path(out))
     return 0

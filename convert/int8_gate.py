@@ -15,6 +15,11 @@ crops) fails, remedies are tried in order, and the first that passes is kept:
 3. ``int16_activations``: 16-bit activations with int8 weights (TFLite's 16x8 mode; XNNPACK does not
    accelerate it, so it runs on the reference kernels: slow, recorded as such).
 
+A remedy that passes the accuracy gate but runs slower than the float32 model (XNNPACK, 1 thread) is
+not taken on its own: an "int8" file that is slower than float defeats the point of int8 (int16
+activations ran 40-160x slower than plain int8 here, because XNNPACK has no 16x8 kernels). The gate
+then fails with the figures, unless ``allow_slower_than_float`` (``--allow-slow-int8``) is set.
+
 What was chosen, the figures of every attempt and the latency cost (XNNPACK, 1 thread, batch 1)
 against plain int8 and float32 are returned for the artifact's manifest.
 """
@@ -172,8 +177,11 @@ def float_layers_model(saved_model: Path, calibration: np.ndarray, denylist: Seq
 
 def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibration: np.ndarray,
             parity: np.ndarray, reference_rotation: np.ndarray, max_mean_deg: float = MAX_MEAN_DEG,
-            max_p99_deg: float = MAX_P99_DEG, work: Optional[Union[str, Path]] = None) -> Dict:
+            max_p99_deg: float = MAX_P99_DEG, work: Optional[Union[str, Path]] = None,
+            allow_slower_than_float: bool = False) -> Dict:
     """Check the int8 ``model_file`` and, if it fails, replace it with the first remedy that passes.
+
+    A remedy slower than the float32 model passes only with ``allow_slower_than_float``.
 
     Parameters
     ----------
@@ -237,6 +245,11 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
                 log.warning("int8 gate remedy %s could not be built: %s", name, attempts[-1]["error"])
                 continue
             if attempt(name, model):
+                slow = _slower_than_float(model, saved_model, parity)
+                if slow and not allow_slower_than_float:
+                    attempts[-1].update(passed=False, not_taken=slow)
+                    log.warning("int8 gate %s: accurate enough but %s: not taken", name, slow)
+                    continue
                 chosen, chosen_model = name, model
                 if name.startswith("float_layers"):
                     k = int(name.split(":")[1])
@@ -248,8 +261,11 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
                 f"int8 gate failed: no remedy brings the int8 model within mean {max_mean_deg} deg / p99 "
                 f"{max_p99_deg} deg of the float model on {len(parity)} real crops; tried "
                 + "; ".join(f"{a['remedy']}: " + (f"mean {a['mean_deg']:.2f}, p99 {a['p99_deg']:.2f}" if "mean_deg" in a
-                                                  else a.get("error", "?")) for a in attempts)
-                + ". Use --precision fp16 or dynamic-int8, or raise --max-int8-error")
+                                                  else a.get("error", "?"))
+                            + (f" ({a['not_taken']}: pass --allow-slow-int8 to take it)" if "not_taken" in a else "")
+                            for a in attempts)
+                + ". Use --precision fp16 (as fast as fp32 here, half the size) or dynamic-int8, or raise "
+                  "--max-int8-error (a negative value records the plain int8 figures without a gate)")
         tmp = model_file.with_suffix(".gate")
         tmp.write_bytes(chosen_model)
         tmp.replace(model_file)
@@ -265,6 +281,13 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
             "latency_ms": {**lat, "how": "LiteRT XNNPACK, 1 thread, batch 1, median of 30, conversion machine"},
             "speed_cost": ("none (plain int8 passes)" if cost is None else
                            f"{cost}x the plain int8 latency ({lat['chosen']} vs {lat['int8_plain']} ms)")}
+
+
+def _slower_than_float(model, saved_model: Path, parity: np.ndarray) -> Optional[str]:
+    """None, or why ``model`` is not worth taking: slower than the float32 model (XNNPACK, 1 thread)."""
+    quant, flt = latency_ms(model, parity[:4], runs=10), latency_ms(saved_model / "model_float32.tflite",
+                                                                    parity[:4], runs=10)
+    return f"{quant:.1f} ms, slower than float32's {flt:.1f} ms" if quant > flt else None
 
 
 def gate_on_crops(model_id: str, checkpoint: Union[str, Path], calibration_crops: np.ndarray,

@@ -139,6 +139,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="weights/exports/matrix", metavar="DIR", help="artifacts go here")
     p.add_argument("--json", default=None, metavar="FILE", help="default <out>/matrix.json")
     p.add_argument("--report", default=None, metavar="FILE", help="Markdown table (default <out>/MATRIX.md)")
+    p.add_argument("--max-int8-error", type=float, default=0.5, metavar="DEG",
+                   help="int8 pose gate for trained/given weights, as in convert (seeded weights: recorded, "
+                        "not gated: a random network's int8 error describes the network)")
     p.add_argument("--update", action="store_true",
                    help="keep the rows of an existing --json for the (model, precision) pairs not run now")
     p.set_defaults(func=run)
@@ -163,35 +166,40 @@ def run(args: argparse.Namespace) -> int:
     meta = {"command": " ".join(["headpose convert-matrix"] + sys.argv[2:]),
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_before": round(os.getloadavg()[0], 2), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    json_path = Path(args.json) if args.json else out / "matrix.json"
+    report = Path(args.report) if args.report else out / "MATRIX.md"
+    previous = json.loads(json_path.read_text()) if args.update and json_path.exists() else None
     rows: List[Dict] = []
     for model_id in models:
         weights, kind = pick_weights(model_id, given, out, shared)
+        gate = None if kind == "seeded" or args.max_int8_error < 0 else args.max_int8_error
         for precision in [p for p in args.precisions.split(",") if p]:
             log.info("matrix: %s %s (%s weights)", model_id, precision, kind)
             try:
-                d = convert(model_id, weights, precision=precision, calib=calib, out_dir=out, force=True)
+                d = convert(model_id, weights, precision=precision, calib=calib, out_dir=out, force=True,
+                            max_int8_error=gate)
                 rows.append(row_of(model_id, precision, kind, d))
             except HeadposeError as e:
                 rows.append({"model": model_id, "precision": precision, "weights": kind, "error": str(e)})
                 log.error("matrix: %s %s failed: %s", model_id, precision, e)
-    meta["load_after"] = round(os.getloadavg()[0], 2)
-    json_path = Path(args.json) if args.json else out / "matrix.json"
-    runs = [meta]
-    if args.update and json_path.exists():
-        old = json.loads(json_path.read_text())
-        done = {(r["model"], r["precision"]) for r in rows}
-        kept = [dict(r, run=r.get("run", 0) + 1) for r in old["rows"] if (r["model"], r["precision"]) not in done]
-        runs += old.get("runs") or [old["meta"]]
-        rows = [dict(r, run=0) for r in rows] + kept
-        order = {m: i for i, m in enumerate(list(POSE_MODELS) + sorted(SCRFD_ONNX))}
-        rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], r["precision"]))
-    else:
-        rows = [dict(r, run=0) for r in rows]
-    write_json_atomic(json_path, {"runs": runs, "rows": rows})
-    report = Path(args.report) if args.report else out / "MATRIX.md"
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(markdown(rows, runs))
-    os.replace(tmp, report)
+            meta["load_after"] = round(os.getloadavg()[0], 2)
+            _write(rows, meta, previous, json_path, report)  # after every row: progress survives a stop
     log.info("matrix: %d rows -> %s, %s", len(rows), json_path, report)
     print(report)
     return 0 if all("error" not in r for r in rows) else 2
+
+
+def _write(rows: List[Dict], meta: Dict, previous, json_path: Path, report: Path) -> None:
+    """Write the JSON and Markdown of this run (merged into ``previous`` when updating), atomically."""
+    runs, rows = [meta], [dict(r, run=0) for r in rows]
+    if previous:
+        done = {(r["model"], r["precision"]) for r in rows}
+        runs += previous.get("runs") or [previous["meta"]]
+        rows += [dict(r, run=r.get("run", 0) + 1) for r in previous["rows"]
+                 if (r["model"], r["precision"]) not in done]
+        order = {m: i for i, m in enumerate(list(POSE_MODELS) + sorted(SCRFD_ONNX))}
+        rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], r["precision"]))
+    write_json_atomic(json_path, {"runs": runs, "rows": rows})
+    tmp = report.with_name(f".{report.name}.tmp")
+    tmp.write_text(markdown(rows, runs))
+    os.replace(tmp, report)

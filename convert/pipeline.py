@@ -101,7 +101,8 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
             calib: Optional[Union[str, Path]] = None, input_size: Optional[int] = None,
             out_dir: Union[str, Path] = "weights/exports", force: bool = False,
             detector: Optional[Union[str, Path]] = None,
-            progress: Optional[Callable[[str], None]] = None, max_int8_error: Optional[float] = 0.5) -> Path:
+            progress: Optional[Callable[[str], None]] = None, max_int8_error: Optional[float] = 0.5,
+            allow_slow_int8: bool = False) -> Path:
     """Convert one model into an artifact directory and return its path.
 
     Parameters
@@ -129,6 +130,9 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
         int8 pose models: the largest mean pitch/yaw/roll difference (degrees) from the float model
         on real crops (p99 <= 3 degrees too); when plain int8 misses it, remedies are tried and the
         choice is recorded in the manifest (:mod:`headpose.convert.int8_gate`). None: no gate.
+    allow_slow_int8 : bool
+        Let the gate take a remedy that runs slower than the float32 model (int16 activations, which
+        XNNPACK does not run); by default such a remedy is refused and the gate fails.
 
     Returns
     -------
@@ -159,7 +163,7 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     keep_work = os.environ.get("HEADPOSE_KEEP_WORK") == "1"
     try:
         job = _Job(spec, src, src_kind, size, fmt, precision, calib, detector, stage, work, timings, progress)
-        job.max_int8_error = max_int8_error
+        job.max_int8_error, job.allow_slow_int8 = max_int8_error, allow_slow_int8
         manifest = job.run()
         manifest.parity["conversion_seconds"] = round(time.perf_counter() - t_start, 1)
         manifest.parity["step_seconds"] = timings
@@ -236,7 +240,8 @@ class _Job:
                 with self.step("int8-gate"):
                     from .int8_gate import enforce
                     self.int8_gate = enforce(saved, model_file, self.data.calibration, self.data.parity,
-                                             self.reference, self.max_int8_error, work=self.work)
+                                             self.reference, self.max_int8_error, work=self.work,
+                                             allow_slower_than_float=self.allow_slow_int8)
         else:
             model_file = self.stage / "model.onnx"
             with self.step(f"onnx-{self.precision}"):

@@ -37,22 +37,32 @@ def test_convert_cli_has_the_gate_option():
     import sys
     p = subprocess.run([sys.executable, "-m", "headpose.cli", "convert", "--help"], capture_output=True, text=True,
                        timeout=120)
-    assert p.returncode == 0 and "--max-int8-error" in p.stdout
+    assert p.returncode == 0 and "--max-int8-error" in p.stdout and "--allow-slow-int8" in p.stdout
 
 
 @pytest.mark.slow
 def test_gate_on_a_real_int8_conversion(tmp_path):
-    """Shipped student -> int8 TFLite with the gate: it passes (possibly with a remedy) and says so in the manifest."""
+    """Shipped MobileNetV2 student -> int8 with the gate.
+
+    Only int16 activations meet the gate for it (measured: plain int8 mean 0.48 deg, p99 6 deg), and
+    they run slower than float32 (no XNNPACK kernels): by default the gate refuses that and says how to
+    take it; with allow_slow_int8 it is taken and its cost is in the manifest.
+    """
     from headpose.convert.pipeline import convert
+    from headpose.runtime.errors import ConversionError
     from tests.conftest import ROOT, VIDEO, WEIGHTS, need_shared
     student = ROOT / "weights" / "mobilenetv2_fsanet.pt"
     if not student.is_file():
         pytest.skip(f"{student} is not in this checkout")
-    art = convert("mobilenetv2", student, "tflite", "int8", calib=need_shared(VIDEO), out_dir=tmp_path,
-                  detector=need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"), max_int8_error=0.5)
+    kw = dict(calib=need_shared(VIDEO), out_dir=tmp_path, detector=need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"),
+              max_int8_error=0.5)
+    with pytest.raises(ConversionError, match="--allow-slow-int8"):
+        convert("mobilenetv2", student, "tflite", "int8", **kw)
+    assert not list(tmp_path.iterdir()) or not (tmp_path / "mobilenetv2-224-tflite-int8").exists()
+    art = convert("mobilenetv2", student, "tflite", "int8", allow_slow_int8=True, **kw)
     q = json.loads((art / "manifest.json").read_text())["quantization"]
     gate = q["int8_gate"]
-    assert gate["passed"] and gate["gate"]["max_mean_deg"] == 0.5
+    assert gate["passed"] and gate["gate"]["max_mean_deg"] == 0.5 and gate["chosen"] == "int16_activations"
     final = [a for a in gate["attempts"] if a["passed"]][-1]
     assert final["mean_deg"] <= 0.5 and final["p99_deg"] <= 3.0
-    assert gate["latency_ms"]["chosen"] > 0
+    assert gate["latency_ms"]["chosen"] > gate["latency_ms"]["float32"]
