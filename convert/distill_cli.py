@@ -140,7 +140,8 @@ def run_eval(args: argparse.Namespace) -> int:
                                   **angle_errors(ref.rotations(base), predictor.raw(base))}
         v = report["vs_reference"]
         print(f"vs reference {args.against}: mean {v['mean_deg']:.3f} deg, p99 {v['p99_deg']:.3f} deg, "
-              f"max {v['max_deg']:.3f} deg over {v['n']} crops")
+              f"max {v['max_deg']:.3f} deg (Euler); geodesic mean {v['geodesic_mean_deg']:.3f}, p99 "
+              f"{v['geodesic_p99_deg']:.3f} deg over {v['n']} crops")
     report["pose"] = str(args.pose)
     report["teacher"] = cs.meta.get("teacher")
     print(format_report(report))

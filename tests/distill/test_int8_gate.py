@@ -29,7 +29,25 @@ def test_angle_errors_known_offsets():
     assert fig["mean_deg"] == pytest.approx((n * 1.0 + 10 * 10.0) / (3 * n), abs=1e-3)
     assert fig["max_deg"] == pytest.approx(10.0, abs=1e-6)
     assert fig["p99_deg"] == pytest.approx(10.0, abs=1e-6)  # more than 1 % of the differences are 10 degrees
+    # the rotations of the 10 crops differ by ~10 deg (roll) and ~1 deg (yaw) -> geodesic p99 ~ 10 deg
+    assert fig["geodesic_max_deg"] == pytest.approx(np.hypot(10.0, 1.0), abs=0.3)
+    assert fig["geodesic_p99_deg"] > 9 and fig["geodesic_mean_deg"] == pytest.approx(
+        (10 * fig["geodesic_max_deg"] + (n - 10) * 1.0) / n, abs=0.05)
     assert passes(fig, 0.5, 12.0) and not passes(fig, 0.3, 12.0) and not passes(fig, 0.5, 0.5)
+
+
+def test_gate_tail_is_judged_on_rotations_not_on_gimbal_locked_euler():
+    """At yaw 89 deg, a 0.5 deg rotation moves pitch and roll by tens of degrees; the gate is not fooled."""
+    from headpose.runtime.rotation import euler_from_rotation
+    n = 100
+    ref = rotation_from_euler(np.full(n, 10.0), np.full(n, 89.0), np.full(n, -5.0))
+    tilt = rotation_from_euler(np.zeros(n), np.zeros(n), np.full(n, 0.5))  # 0.5 deg about z, applied first
+    test = ref @ tilt
+    fig = angle_errors(ref, _six(test))
+    assert fig["geodesic_max_deg"] == pytest.approx(0.5, abs=1e-3)
+    euler_jump = np.abs(euler_from_rotation(ref) - euler_from_rotation(test)).max()
+    assert euler_jump > 5 and fig["p99_deg"] > 5  # the Euler tail explodes...
+    assert passes(fig, 100.0, 3.0)  # ...the geodesic tail does not (the mean is a separate limit)
 
 
 def test_convert_cli_has_the_gate_option():
@@ -40,29 +58,71 @@ def test_convert_cli_has_the_gate_option():
     assert p.returncode == 0 and "--max-int8-error" in p.stdout and "--allow-slow-int8" in p.stdout
 
 
+def _fake_quantiser(monkeypatch, tmp_path, good, slow):
+    """Replace the TFLite builders/runners of int8_gate: model bytes are remedy names; ``good`` remedies
+    reproduce the reference exactly, the others are 20 deg off; ``slow`` ones are slower than float."""
+    import headpose.convert.int8_gate as g
+    ref = rotation_from_euler(np.zeros(8), np.linspace(-40, 40, 8), np.zeros(8))
+    off = rotation_from_euler(np.zeros(8), np.linspace(-40, 40, 8) + 20, np.zeros(8))
+    built = iter(["calibration+mirror", "float_layers", "float_layers", "float_layers", "float_layers",
+                  "float_layers", "int16_activations"])
+
+    def run(model, x):
+        name = model.decode() if isinstance(model, bytes) else "plain"
+        return _six(ref if name in good else off)
+    monkeypatch.setattr(g, "run_tflite", run)
+    monkeypatch.setattr(g, "_converter", lambda *a, **k: (None,))
+    monkeypatch.setattr(g, "_convert", lambda *a, **k: next(built, "plain").encode())
+    monkeypatch.setattr(g, "layer_sensitivity", lambda *a, **k: [("t", "CONV_2D", 1.0)] * 16)
+    monkeypatch.setattr(g, "float_layers_model", lambda *a, **k: next(built, "plain").encode())
+    monkeypatch.setattr(g, "latency_ms", lambda *a, **k: 1.0)
+    monkeypatch.setattr(g, "_slower_than_float", lambda m, *a: "9 ms, slower than float32's 1 ms"
+                        if m.decode() in slow else None)
+    model_file = tmp_path / "model.tflite"
+    model_file.write_bytes(b"plain")
+    x = np.zeros((8, 4, 4, 3), np.float32)
+    return lambda **kw: g.enforce(tmp_path, model_file, x, x, ref, work=tmp_path, **kw), model_file
+
+
+def test_a_remedy_slower_than_float_is_refused_unless_allowed(monkeypatch, tmp_path):
+    from headpose.runtime.errors import ConversionError
+    enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good={"int16_activations"},
+                                          slow={"int16_activations"})
+    with pytest.raises(ConversionError, match="int16_activations.*slower than float32.*--allow-slow-int8"):
+        enforce()
+    assert model_file.read_bytes() == b"plain"
+    enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good={"int16_activations"},
+                                          slow={"int16_activations"})
+    rec = enforce(allow_slower_than_float=True)
+    assert rec["chosen"] == "int16_activations" and model_file.read_bytes() == b"int16_activations"
+    assert [a["remedy"] for a in rec["attempts"]][:2] == ["plain", "calibration+mirror"]
+
+
+def test_a_fast_passing_remedy_is_taken(monkeypatch, tmp_path):
+    enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good={"calibration+mirror"}, slow=set())
+    rec = enforce()
+    assert rec["chosen"] == "calibration+mirror" and model_file.read_bytes() == b"calibration+mirror"
+    assert [a["passed"] for a in rec["attempts"]] == [False, True]
+
+
 @pytest.mark.slow
 def test_gate_on_a_real_int8_conversion(tmp_path):
-    """Shipped MobileNetV2 student -> int8 with the gate.
-
-    Only int16 activations meet the gate for it (measured: plain int8 mean 0.48 deg, p99 6 deg), and
-    they run slower than float32 (no XNNPACK kernels): by default the gate refuses that and says how to
-    take it; with allow_slow_int8 it is taken and its cost is in the manifest.
-    """
+    """Shipped MobileNetV2 student -> int8 with the gate: plain int8 passes it (measured: Euler mean
+    0.43 deg, geodesic p99 1.7 deg; its Euler p99 of 5.8 deg comes from faces near yaw -80 deg), so the
+    artifact is plain int8, faster than float32, in one XNNPACK partition."""
     from headpose.convert.pipeline import convert
-    from headpose.runtime.errors import ConversionError
+    from headpose.runtime.interpreter import make_interpreter
     from tests.conftest import ROOT, VIDEO, WEIGHTS, need_shared
     student = ROOT / "weights" / "mobilenetv2_fsanet.pt"
     if not student.is_file():
         pytest.skip(f"{student} is not in this checkout")
-    kw = dict(calib=need_shared(VIDEO), out_dir=tmp_path, detector=need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"),
-              max_int8_error=0.5)
-    with pytest.raises(ConversionError, match="--allow-slow-int8"):
-        convert("mobilenetv2", student, "tflite", "int8", **kw)
-    assert not list(tmp_path.iterdir()) or not (tmp_path / "mobilenetv2-224-tflite-int8").exists()
-    art = convert("mobilenetv2", student, "tflite", "int8", allow_slow_int8=True, **kw)
+    art = convert("mobilenetv2", student, "tflite", "int8", calib=need_shared(VIDEO), out_dir=tmp_path,
+                  detector=need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"), max_int8_error=0.5)
     q = json.loads((art / "manifest.json").read_text())["quantization"]
     gate = q["int8_gate"]
-    assert gate["passed"] and gate["gate"]["max_mean_deg"] == 0.5 and gate["chosen"] == "int16_activations"
+    assert gate["passed"] and gate["gate"]["max_mean_deg"] == 0.5
     final = [a for a in gate["attempts"] if a["passed"]][-1]
-    assert final["mean_deg"] <= 0.5 and final["p99_deg"] <= 3.0
-    assert gate["latency_ms"]["chosen"] > gate["latency_ms"]["float32"]
+    assert final["mean_deg"] <= 0.5 and final["geodesic_p99_deg"] <= 3.0
+    assert gate["latency_ms"]["chosen"] < gate["latency_ms"]["float32"]
+    it = make_interpreter(str(art / "model.tflite"))
+    assert [d["op_name"] for d in it._get_ops_details()].count("DELEGATE") == 1
