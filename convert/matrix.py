@@ -84,7 +84,9 @@ def row_of(model_id: str, precision: str, kind: str, d: Path) -> Dict:
                    reference_std_deg=max(p["reference_euler_std_deg"].values()))
         gate = q.get("int8_gate")
         if gate:
+            final = [a for a in gate["attempts"] if a["passed"]][-1]
             row["int8_remedy"] = gate["chosen"]
+            row["int8_gate"] = {k: final[k] for k in ("mean_deg", "p99_deg", "geodesic_p99_deg") if k in final}
     else:
         row.update(mean_iou=p["mean_iou"], matched=p["matched"], reference_faces=p["reference_faces"],
                    samples=p.get("samples"))
@@ -105,7 +107,8 @@ def markdown(rows: List[Dict], runs: List[Dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['weights']} | {r['precision']} | – | **failed**: {r['error']} "
+            why = r["error"].splitlines()[0].replace("|", "/")
+            lines.append(f"| {r['model']} | {r['weights']} | {r['precision']} | – | **failed**: {why} "
                          f"| | | | | {r.get('run', 0)} |")
             continue
         if "euler_max_deg" in r:
@@ -113,8 +116,12 @@ def markdown(rows: List[Dict], runs: List[Dict]) -> str:
         else:
             par = f"IoU {r['mean_iou']:.4f}, {r['matched']}/{r['reference_faces']} faces"
         mark = "" if r["gate"] is None else (" ✅" if r["passed"] else " ❌")
+        remedy = r.get("int8_remedy", "")
+        if "int8_gate" in r and "geodesic_p99_deg" in r["int8_gate"]:
+            g = r["int8_gate"]
+            remedy += f" (gate: mean {g['mean_deg']:.2f}°, geodesic p99 {g['geodesic_p99_deg']:.2f}° ✅)"
         lines.append(f"| {r['model']} | {r['weights']} | {r['precision']} | {r['mb']} | {par}{mark} | "
-                     f"{r.get('int8_remedy', '')} | {r['xnnpack_partitions']} | {r['latency_ms_1thread']} | "
+                     f"{remedy} | {r['xnnpack_partitions']} | {r['latency_ms_1thread']} | "
                      f"{r['conversion_s']} | {r.get('run', 0)} |")
     lines += ["", "✅ / ❌: a gated precision (fp32 pose < 0.05°, fp16 pose < 0.5°, fp32 detector IoU ≥ 0.99 "
               "with every face). int8 figures are recorded; the int8 pose gate (mean ≤ 0.5°, p99 ≤ 3° vs the "
@@ -197,8 +204,9 @@ def _write(rows: List[Dict], meta: Dict, previous, json_path: Path, report: Path
         runs += previous.get("runs") or [previous["meta"]]
         rows += [dict(r, run=r.get("run", 0) + 1) for r in previous["rows"]
                  if (r["model"], r["precision"]) not in done]
-        order = {m: i for i, m in enumerate(list(POSE_MODELS) + sorted(SCRFD_ONNX))}
-        rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], r["precision"]))
+    order = {m: i for i, m in enumerate(list(POSE_MODELS) + sorted(SCRFD_ONNX))}
+    rank = {p: i for i, p in enumerate(("fp32", "fp16", "int8", "dynamic-int8"))}
+    rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], rank.get(r["precision"], 9)))
     write_json_atomic(json_path, {"runs": runs, "rows": rows})
     tmp = report.with_name(f".{report.name}.tmp")
     tmp.write_text(markdown(rows, runs))

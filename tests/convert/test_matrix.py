@@ -31,5 +31,5 @@ def test_a_failed_conversion_is_a_row_and_exit_2(tmp_path):
     rc = main(["convert-matrix", "--models", "mobilenetv3_small", "--precisions", "fp16", "--update",
                "--weights", f"mobilenetv3_small={bad}", "--out", str(tmp_path / "m")])
     data = json.loads((tmp_path / "m" / "matrix.json").read_text())
-    assert [(r["precision"], r["run"]) for r in data["rows"]] == [("fp16", 0), ("fp32", 1)]
+    assert [(r["precision"], r["run"]) for r in data["rows"]] == [("fp32", 1), ("fp16", 0)]
     assert len(data["runs"]) == 2
