@@ -1,5 +1,7 @@
 """Key compatibility of the six backbones and the loader's error messages."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -107,3 +109,16 @@ def test_missing_corrupt_and_unsafe_files(tmp_path):
 def test_unknown_model_id(seeded_ckpt):
     with pytest.raises(UnknownModelError, match="Did you mean 'resnet18'"):
         load_pose_model("resnet19", seeded_ckpt("resnet18"))
+
+
+@pytest.mark.parametrize("student", sorted(p.name for p in (Path(__file__).resolve().parents[2] / "weights")
+                                           .glob("*_fsanet.pt")))
+def test_shipped_students_match_their_sidecars(student):
+    """Every shipped student: sha256 as its sidecar says, loads strictly, held-out error recorded (<= 6 deg)."""
+    import hashlib
+    import json
+    path = Path(__file__).resolve().parents[2] / "weights" / student
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["file"] == student and side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    load_pose_model(side["model"], path)
+    assert side["validation"]["vs_teacher"]["unseen_people"]["mae_mean"] <= 6.0
