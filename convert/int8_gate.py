@@ -1,10 +1,10 @@
 """The int8 accuracy gate of pose models, and what the converter does when a model fails it.
 
 Gate: the full-integer TFLite model against its float reference (the source model) on real face
-crops not used for calibration; the mean absolute difference of pitch/yaw/roll must not exceed
-``max_mean_deg`` (default 0.5) and the 99th percentile of the geodesic angle between the two
-rotations ``max_p99_deg`` (default 3.0). The tail is judged on rotations because Euler angles are
-degenerate near |yaw| = 90 deg (see :func:`passes`); the Euler p99 is recorded beside it.
+crops not used for calibration; the mean of the rotation error's components about the camera's
+pitch/yaw/roll axes must not exceed ``max_mean_deg`` (default 0.5) and the 99th percentile of the
+geodesic angle between the two rotations ``max_p99_deg`` (default 3.0). Rotations, not Euler angles:
+Euler angles are degenerate near |yaw| = 90 deg (see :func:`passes`); their figures are recorded too.
 
 When plain post-training quantisation (per-channel int8 weights, int8 activations calibrated on real
 crops) fails, remedies are tried in order, and the first that passes is kept:
@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..runtime.errors import ConversionError
-from ..runtime.rotation import angle_difference_deg, euler_from_rotation, rotation_from_6d
+from ..runtime.rotation import angle_difference_deg, euler_from_rotation, rotation_error_deg, rotation_from_6d
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,7 @@ FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
 
 
 def angle_errors(reference_rotation: np.ndarray, test_6d: np.ndarray) -> Dict[str, float]:
-    """Gate figures: |pitch|, |yaw|, |roll| differences (degrees) pooled over crops and axes, and the
-    geodesic angle between the two rotations of each crop.
+    """Gate figures, degrees, of the quantised model's rotations against the float model's.
 
     Parameters
     ----------
@@ -56,29 +55,37 @@ def angle_errors(reference_rotation: np.ndarray, test_6d: np.ndarray) -> Dict[st
 
     Returns
     -------
-    dict: ``n``, ``mean_deg``, ``p99_deg``, ``max_deg``, ``per_axis_mean_deg`` {pitch, yaw, roll} (Euler),
-    ``geodesic_mean_deg``, ``geodesic_p99_deg``, ``geodesic_max_deg``
+    dict
+        ``axis_mean_deg``, ``axis_p99_deg``, ``per_axis_mean_deg`` {pitch, yaw, roll}: the rotation
+        error's components about the camera's x/y/z axes (:func:`rotation_error_deg`), pooled over
+        crops and axes; ``geodesic_mean_deg``, ``geodesic_p99_deg``, ``geodesic_max_deg``: its norm;
+        ``mean_deg``, ``p99_deg``, ``max_deg``: pooled |Δpitch|, |Δyaw|, |Δroll| of the Euler angles,
+        recorded for reference (they explode near |yaw| = 90 deg, see :func:`passes`); ``n``.
     """
     ref = np.asarray(reference_rotation, np.float64).reshape(-1, 3, 3)
     test = rotation_from_6d(np.asarray(test_6d, np.float64).reshape(-1, 6))
     d = angle_difference_deg(euler_from_rotation(ref), euler_from_rotation(test))
-    cos = (np.einsum("nij,nij->n", ref, test) - 1.0) / 2.0  # trace(R_ref^T R_test) = sum of elementwise products
-    g = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-    return {"n": int(len(d)), "mean_deg": round(float(d.mean()), 4), "p99_deg": round(float(np.percentile(d, 99)), 4),
-            "max_deg": round(float(d.max()), 4),
-            "per_axis_mean_deg": {k: round(float(d[:, i].mean()), 4) for i, k in enumerate(("pitch", "yaw", "roll"))},
-            "geodesic_mean_deg": round(float(g.mean()), 4), "geodesic_p99_deg": round(float(np.percentile(g, 99)), 4),
-            "geodesic_max_deg": round(float(g.max()), 4)}
+    a = np.abs(rotation_error_deg(ref, test))
+    g = np.linalg.norm(a, axis=1)
+
+    def r(v):
+        return round(float(v), 4)
+    return {"n": int(len(d)), "axis_mean_deg": r(a.mean()), "axis_p99_deg": r(np.percentile(a, 99)),
+            "per_axis_mean_deg": {k: r(a[:, i].mean()) for i, k in enumerate(("pitch", "yaw", "roll"))},
+            "geodesic_mean_deg": r(g.mean()), "geodesic_p99_deg": r(np.percentile(g, 99)), "geodesic_max_deg": r(g.max()),
+            "mean_deg": r(d.mean()), "p99_deg": r(np.percentile(d, 99)), "max_deg": r(d.max())}
 
 
 def passes(fig: Dict[str, float], max_mean: float, max_p99: float) -> bool:
-    """Mean of the pooled Euler differences <= ``max_mean`` and p99 of the geodesic angle <= ``max_p99``.
+    """Mean of the per-axis rotation error <= ``max_mean`` and p99 of the geodesic angle <= ``max_p99``.
 
-    The tail is judged on the rotation, not on Euler angles: near |yaw| = 90 deg pitch and roll are
-    degenerate (gimbal lock), and a 1.8 deg rotation error of the MobileNetV2 student on a face at
-    yaw -80.6 deg showed up as 7.2 deg of pitch/roll.
+    Judged on rotations, not on Euler angles: near |yaw| = 90 deg pitch and roll are degenerate
+    (gimbal lock), and a 1.8 deg rotation error of the MobileNetV2 student on a face at yaw -80.6 deg
+    showed up as 7.2 deg of pitch/roll; MobileNetV3-Large's plain int8 had an Euler mean of 2.5 deg
+    from a few such faces. The per-axis components equal the Euler differences for small errors of
+    frontal faces.
     """
-    return fig["mean_deg"] <= max_mean and fig["geodesic_p99_deg"] <= max_p99
+    return fig["axis_mean_deg"] <= max_mean and fig["geodesic_p99_deg"] <= max_p99
 
 
 def run_tflite(model: Union[str, Path, bytes], x_nhwc: np.ndarray, num_threads: int = 1) -> np.ndarray:
@@ -222,16 +229,16 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
     saved_model, model_file = Path(saved_model), Path(model_file)
     work = Path(work) if work else model_file.parent
     gate = {"max_mean_deg": max_mean_deg, "max_p99_deg": max_p99_deg, "crops": int(len(parity)),
-            "metric": "mean: |pitch|,|yaw|,|roll| differences vs the float source model, pooled over crops and axes; "
-                      "p99: geodesic angle between the two rotations, over crops"}
+            "metric": "mean: |rotation error| about the camera's pitch/yaw/roll axes vs the float source model, "
+                      "pooled over crops and axes; p99: geodesic angle between the two rotations, over crops"}
     attempts: List[Dict] = []
 
     def attempt(name: str, model) -> bool:
         fig = angle_errors(reference_rotation, run_tflite(model, parity))
         ok = passes(fig, max_mean_deg, max_p99_deg)
         attempts.append({"remedy": name, **fig, "passed": ok})
-        log.info("int8 gate %s: mean %.3f deg, geodesic p99 %.3f deg (Euler p99 %.3f) -> %s", name, fig["mean_deg"],
-                 fig["geodesic_p99_deg"], fig["p99_deg"], "pass" if ok else "fail")
+        log.info("int8 gate %s: axis mean %.3f deg, geodesic p99 %.3f deg (Euler mean %.3f, p99 %.3f) -> %s", name,
+                 fig["axis_mean_deg"], fig["geodesic_p99_deg"], fig["mean_deg"], fig["p99_deg"], "pass" if ok else "fail")
         return ok
 
     chosen, chosen_model = "none", None
@@ -276,7 +283,7 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
             raise ConversionError(
                 f"int8 gate failed: no remedy brings the int8 model within mean {max_mean_deg} deg / geodesic "
                 f"p99 {max_p99_deg} deg of the float model on {len(parity)} real crops; tried "
-                + "; ".join(f"{a['remedy']}: " + (f"mean {a['mean_deg']:.2f}, p99 {a['geodesic_p99_deg']:.2f}" if "mean_deg" in a
+                + "; ".join(f"{a['remedy']}: " + (f"mean {a['axis_mean_deg']:.2f}, p99 {a['geodesic_p99_deg']:.2f}" if "axis_mean_deg" in a
                                                   else a.get("error", "?"))
                             + (f" ({a['not_taken']}: pass --allow-slow-int8 to take it)" if "not_taken" in a else "")
                             for a in attempts)

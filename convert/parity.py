@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..runtime.scrfd import box_iou, decode_scrfd
 
 log = logging.getLogger(__name__)
 
-# gates: the largest allowed pose angle difference (degrees) per precision; None = recorded only
+# gates: the largest allowed pose rotation distance (geodesic, degrees) per precision; None = recorded only
 POSE_MAX_DEG = {"fp32": 0.05, "fp16": 0.5, "int8": None, "dynamic-int8": None}
 # detector: smallest allowed mean IoU (every reference face must be matched) per precision
 DETECTOR_MIN_IOU = {"fp32": 0.99, "fp16": None, "int8": None, "dynamic-int8": None}
@@ -71,7 +71,9 @@ def pose_metrics(reference_rotation: np.ndarray, test_6d: np.ndarray) -> Dict:
     Returns
     -------
     dict: ``samples``, ``euler_max_deg``, ``euler_mean_deg`` (over pitch/yaw/roll and samples),
-    ``per_axis_max_deg`` {pitch, yaw, roll}, ``geodesic_max_deg``, ``geodesic_mean_deg``,
+    ``per_axis_max_deg`` {pitch, yaw, roll}, ``euler_worst_yaw_deg`` (the reference yaw of the crop
+    with the largest Euler difference: near +-90 deg Euler pitch/roll are degenerate),
+    ``geodesic_max_deg``, ``geodesic_mean_deg`` (the rotation distance: the gated figure),
     ``reference_euler_std_deg`` (spread of the reference angles: a near-constant model would make
     the gate meaningless).
     """
@@ -79,8 +81,10 @@ def pose_metrics(reference_rotation: np.ndarray, test_6d: np.ndarray) -> Dict:
     test_euler = euler_from_6d(test_6d)
     d = angle_difference_deg(ref_euler, test_euler)
     geo = geodesic_deg(reference_rotation, rotation_from_6d(test_6d))
+    worst = int(np.argmax(d.max(axis=1)))
     return {"samples": int(len(d)), "euler_max_deg": float(d.max()), "euler_mean_deg": float(d.mean()),
             "per_axis_max_deg": {k: float(d[:, i].max()) for i, k in enumerate(("pitch", "yaw", "roll"))},
+            "euler_worst_yaw_deg": round(float(ref_euler[worst, 1]), 2),
             "geodesic_max_deg": float(np.nanmax(geo)), "geodesic_mean_deg": float(np.nanmean(geo)),
             "reference_euler_std_deg": {k: float(ref_euler[:, i].std()) for i, k in enumerate(("pitch", "yaw", "roll"))}}
 
@@ -105,8 +109,10 @@ def pose_parity(runner: ArtifactRunner, inputs: np.ndarray, reference_rotation: 
     batched = runner(inputs[:4])[name]
     m["batch4_vs_single_max_abs"] = float(np.abs(singles - batched).max())
     limit = POSE_MAX_DEG.get(precision)
-    m["gate"] = {"euler_max_deg": limit} if limit is not None else None
-    m["passed"] = bool(limit is None or (m["euler_max_deg"] < limit and m["geodesic_max_deg"] < limit))
+    # gated on the rotation distance: Euler differences explode near |yaw| = 90 deg (gimbal lock; the
+    # MobileNetV3-Large student's fp16 artifact: Euler max 0.76 deg at a profile face, rotation 0.06 deg)
+    m["gate"] = {"geodesic_max_deg": limit} if limit is not None else None
+    m["passed"] = bool(limit is None or m["geodesic_max_deg"] < limit)
     scale = max(1e-3, float(np.abs(test).max()))
     if m["batch4_vs_single_max_abs"] > 1e-3 * scale * (1 if precision in ("fp32", "fp16") else 50):
         m["passed"] = False

@@ -366,8 +366,9 @@ class _Job:
 
     def _summary(self, r: Dict) -> str:
         if self.is_pose:
-            return (f"euler max {r['euler_max_deg']:.4f} deg, mean {r['euler_mean_deg']:.4f} deg, geodesic max "
-                    f"{r['geodesic_max_deg']:.4f} deg on {r['samples']} real face crops, batch4-vs-single "
+            return (f"rotation (geodesic) max {r['geodesic_max_deg']:.4f} deg, mean {r['geodesic_mean_deg']:.4f} deg; "
+                    f"Euler max {r['euler_max_deg']:.4f} deg (at reference yaw {r['euler_worst_yaw_deg']:.0f}), mean "
+                    f"{r['euler_mean_deg']:.4f} deg; on {r['samples']} real face crops, batch4-vs-single "
                     f"{r['batch4_vs_single_max_abs']:.2e}")
         return (f"mean IoU {r['mean_iou']:.4f}, min IoU {r['min_iou']:.4f}, matched {r['matched']}/"
                 f"{r['reference_faces']} faces (recall {r['recall']:.3f}), {r['extra_detections']} extra, "

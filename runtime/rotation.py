@@ -104,6 +104,25 @@ def geodesic_deg(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
 
 
+def rotation_error_deg(r_ref: np.ndarray, r_test: np.ndarray) -> np.ndarray:
+    """Rotation vector of ``r_test·r_refᵀ`` in degrees, shape (B, 3): the error about the camera's
+    x (pitch), y (yaw) and z (roll) axes.
+
+    Unlike Euler differences it is defined everywhere: near |yaw| = 90 deg pitch and roll are
+    degenerate, and a small rotation error can move them by tens of degrees. Its norm is
+    :func:`geodesic_deg`; for small errors of a frontal face its components match the Euler
+    differences.
+    """
+    r_ref = np.asarray(r_ref, dtype=np.float64).reshape(-1, 3, 3)
+    r_test = np.asarray(r_test, dtype=np.float64).reshape(-1, 3, 3)
+    d = r_test @ np.swapaxes(r_ref, 1, 2)
+    v = 0.5 * np.stack([d[:, 2, 1] - d[:, 1, 2], d[:, 0, 2] - d[:, 2, 0], d[:, 1, 0] - d[:, 0, 1]], axis=1)
+    sin = np.linalg.norm(v, axis=1)
+    angle = np.arccos(np.clip((np.trace(d, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0))
+    scale = np.where(sin > 1e-12, angle / np.maximum(sin, 1e-12), 1.0)  # theta / sin(theta) -> 1
+    return np.degrees(v * scale[:, None])
+
+
 def angle_difference_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Element-wise wrapped difference ``|a - b|`` of angles in degrees, in 0..180."""
     d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64) + 180.0) % 360.0 - 180.0

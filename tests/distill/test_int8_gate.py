@@ -25,7 +25,7 @@ def test_angle_errors_known_offsets():
     off[:, 1] += 1.0  # 1 degree of yaw on every crop
     off[:10, 2] += 10.0  # 10 degrees of roll on 10 crops: 10 of the 600 differences (1.7 %)
     fig = angle_errors(ref, _six(rotation_from_euler(off[:, 0], off[:, 1], off[:, 2])))
-    assert fig["per_axis_mean_deg"]["yaw"] == pytest.approx(1.0, abs=1e-6)
+    assert fig["per_axis_mean_deg"]["yaw"] == pytest.approx(1.0, abs=0.05)  # rotation about camera y; roll tilts it
     assert fig["mean_deg"] == pytest.approx((n * 1.0 + 10 * 10.0) / (3 * n), abs=1e-3)
     assert fig["max_deg"] == pytest.approx(10.0, abs=1e-6)
     assert fig["p99_deg"] == pytest.approx(10.0, abs=1e-6)  # more than 1 % of the differences are 10 degrees
@@ -33,7 +33,10 @@ def test_angle_errors_known_offsets():
     assert fig["geodesic_max_deg"] == pytest.approx(np.hypot(10.0, 1.0), abs=0.3)
     assert fig["geodesic_p99_deg"] > 9 and fig["geodesic_mean_deg"] == pytest.approx(
         (10 * fig["geodesic_max_deg"] + (n - 10) * 1.0) / n, abs=0.05)
-    assert passes(fig, 0.5, 12.0) and not passes(fig, 0.3, 12.0) and not passes(fig, 0.5, 0.5)
+    # per-axis rotation error: 1 deg about y on every crop, ~10 deg about z on 10 (roll is a camera-z turn)
+    assert fig["per_axis_mean_deg"]["roll"] == pytest.approx(10 * 10.0 / n, abs=0.1)
+    assert fig["axis_mean_deg"] == pytest.approx(fig["mean_deg"], abs=0.1)  # within +-50 deg: Euler ~ rotation
+    assert passes(fig, 0.6, 12.0) and not passes(fig, 0.3, 12.0) and not passes(fig, 0.6, 0.5)
 
 
 def test_gate_tail_is_judged_on_rotations_not_on_gimbal_locked_euler():
@@ -47,7 +50,7 @@ def test_gate_tail_is_judged_on_rotations_not_on_gimbal_locked_euler():
     assert fig["geodesic_max_deg"] == pytest.approx(0.5, abs=1e-3)
     euler_jump = np.abs(euler_from_rotation(ref) - euler_from_rotation(test)).max()
     assert euler_jump > 5 and fig["p99_deg"] > 5  # the Euler tail explodes...
-    assert passes(fig, 100.0, 3.0)  # ...the geodesic tail does not (the mean is a separate limit)
+    assert fig["axis_mean_deg"] < 0.5 and passes(fig, 0.5, 3.0)  # ...the rotation figures do not
 
 
 def test_convert_cli_has_the_gate_option():
@@ -122,7 +125,7 @@ def test_gate_on_a_real_int8_conversion(tmp_path):
     gate = q["int8_gate"]
     assert gate["passed"] and gate["gate"]["max_mean_deg"] == 0.5
     final = [a for a in gate["attempts"] if a["passed"]][-1]
-    assert final["mean_deg"] <= 0.5 and final["geodesic_p99_deg"] <= 3.0
+    assert final["axis_mean_deg"] <= 0.5 and final["geodesic_p99_deg"] <= 3.0
     assert gate["latency_ms"]["chosen"] < gate["latency_ms"]["float32"]
     it = make_interpreter(str(art / "model.tflite"))
     assert [d["op_name"] for d in it._get_ops_details()].count("DELEGATE") == 1

@@ -55,3 +55,19 @@ def test_gimbal_lock_and_distances():
     r = rotation_from_euler([0, 0], [0, 0], [0, 30])
     np.testing.assert_allclose(geodesic_deg(r[:1], r[1:]), [30], atol=1e-9)
     np.testing.assert_allclose(angle_difference_deg([179, -10], [-179, 10]), [2, 20])
+
+
+def test_rotation_error_components_and_norm():
+    import numpy as np
+    from headpose.runtime.rotation import geodesic_deg, rotation_error_deg, rotation_from_euler
+    rng = np.random.default_rng(1)
+    p, y, r = rng.uniform(-60, 60, (3, 50))
+    ref = rotation_from_euler(p, y, r)
+    np.testing.assert_allclose(rotation_error_deg(ref, ref), 0, atol=1e-9)
+    # a roll change is a turn about the camera's z axis, whatever the pose
+    e = rotation_error_deg(ref, rotation_from_euler(p, y, r + 2.0))
+    np.testing.assert_allclose(e, np.tile([0, 0, 2.0], (50, 1)), atol=1e-9)
+    # its norm is the geodesic distance, for small and large errors
+    other = rotation_from_euler(p + 30, y - 20, r + 5)
+    np.testing.assert_allclose(np.linalg.norm(rotation_error_deg(ref, other), axis=1), geodesic_deg(ref, other),
+                               atol=1e-6)
