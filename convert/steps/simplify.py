@@ -33,10 +33,11 @@ def simplify(src: Union[str, Path], dst: Union[str, Path]) -> Path:
         raise ConversionError(f"onnx-simplifier changed the outputs of '{Path(src).name}'; the simplified graph "
                               f"is not equivalent (report this model)")
     before, after = len(model.graph.node), len(simplified.graph.node)
-    rewritten = zero_pad_maxpool(simplified)
+    pools = zero_pad_maxpool(simplified)
+    resizes = nearest_upsample_as_transposed_conv(simplified)
     onnx.save(simplified, str(dst))
-    log.info("simplified %s: %d -> %d nodes (%d padded MaxPool after ReLU given an explicit zero Pad)",
-             Path(src).name, before, after, rewritten)
+    log.info("simplified %s: %d -> %d nodes (%d padded MaxPool after ReLU given an explicit zero Pad, "
+             "%d nearest 2x Resize as an identity ConvTranspose)", Path(src).name, before, after, pools, resizes)
     return Path(dst)
 
 
@@ -89,5 +90,62 @@ def zero_pad_maxpool(model) -> int:
     if done:
         del graph.node[:]
         graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return done
+
+
+def nearest_upsample_as_transposed_conv(model) -> int:
+    """Rewrite every nearest-neighbour 2x ``Resize`` as a stride-2 ``ConvTranspose`` with identity taps, in place.
+
+    LiteRT's XNNPACK delegate does not take RESIZE_NEAREST_NEIGHBOR (measured: a lone resize between
+    two delegated ops splits the graph in two), so each of SCRFD's two FPN upsamplings split its graph:
+    3 XNNPACK partitions in fp32, 6 in int8. A transposed convolution with a 2x2 kernel whose every tap
+    is the C x C identity, stride 2, writes ``x[c, h, w]`` to all four ``(2h + i, 2w + j)``: exactly the
+    asymmetric/floor nearest upsampling, and TRANSPOSE_CONV runs in XNNPACK (fp32 and int8). Only static
+    2x resizes of a known 4-D shape are rewritten.
+
+    Returns
+    -------
+    int
+        How many Resize nodes were rewritten.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    done, nodes = 0, []
+    for node in model.graph.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "Resize" else None
+        if shape is None or len(shape) != 4 or None in shape[1:]:
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        scales = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        sizes = consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        twice = [shape[1], 2 * shape[2], 2 * shape[3]]
+        is_2x = ((sizes is not None and sizes.size == 4 and list(sizes[1:]) == twice)
+                 or ((sizes is None or sizes.size == 0) and scales is not None and list(scales) == [1, 1, 2, 2]))
+        plain = (attrs.get("mode") == b"nearest" and attrs.get("coordinate_transformation_mode") == b"asymmetric"
+                 and attrs.get("nearest_mode", b"round_prefer_floor") == b"floor")
+        if not (is_2x and plain):
+            nodes.append(node)
+            continue
+        c = shape[1]
+        weight = np.zeros((c, c, 2, 2), np.float32)  # ONNX ConvTranspose: (C_in, C_out / group, kH, kW)
+        weight[np.arange(c), np.arange(c)] = 1.0
+        name = node.name or node.output[0]
+        w = numpy_helper.from_array(weight, f"{name}_identity_taps")
+        model.graph.initializer.append(w)
+        nodes.append(helper.make_node("ConvTranspose", [node.input[0], w.name], [node.output[0]], name=f"{name}_up2",
+                                      kernel_shape=[2, 2], strides=[2, 2]))
+        done += 1
+    if done:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
         onnx.checker.check_model(model)
     return done

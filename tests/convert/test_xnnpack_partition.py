@@ -1,6 +1,7 @@
 """The exported graphs stay in ONE XNNPACK partition (a split graph runs parts on slow reference kernels)."""
 
 import numpy as np
+import pytest
 import torch
 
 from headpose.convert.models.pose import DecomposedHardsigmoid, DecomposedHardswish, build_pose_model, xnnpack_friendly
@@ -35,6 +36,13 @@ def _partitions(artifact_dir):
 def test_mobilenetv3_fp32_single_xnnpack_partition(artifact):
     ops = _partitions(artifact("mobilenetv3_small", "fp32"))
     assert ops.count("DELEGATE") == 1 and "HARD_SWISH" not in ops and "RELU_0_TO_1" not in ops
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
+def test_scrfd_single_xnnpack_partition(artifact, precision):
+    """SCRFD's nearest upsampling is exported as TRANSPOSE_CONV (RESIZE_NEAREST_NEIGHBOR split it in 3)."""
+    ops = _partitions(artifact("scrfd_500m", precision))
+    assert ops.count("DELEGATE") == 1 and "RESIZE_NEAREST_NEIGHBOR" not in ops and "TRANSPOSE_CONV" in ops
 
 
 def test_mobilenetv3_student_int8_single_xnnpack_partition(tmp_path):
