@@ -209,6 +209,9 @@ def _write(rows: List[Dict], meta: Dict, previous, json_path: Path, report: Path
         runs += previous.get("runs") or [previous["meta"]]
         rows += [dict(r, run=r.get("run", 0) + 1) for r in previous["rows"]
                  if (r["model"], r["precision"]) not in done]
+    used = sorted({r["run"] for r in rows})  # drop runs whose rows were all replaced, renumber the rest
+    runs = [runs[i] for i in used]
+    rows = [dict(r, run=used.index(r["run"])) for r in rows]
     order = {m: i for i, m in enumerate(list(POSE_MODELS) + sorted(SCRFD_ONNX))}
     rank = {p: i for i, p in enumerate(("fp32", "fp16", "int8", "dynamic-int8"))}
     rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], rank.get(r["precision"], 9)))
