@@ -35,9 +35,11 @@ def simplify(src: Union[str, Path], dst: Union[str, Path]) -> Path:
     before, after = len(model.graph.node), len(simplified.graph.node)
     pools = zero_pad_maxpool(simplified)
     resizes = nearest_upsample_as_transposed_conv(simplified)
+    avgpools = average_pool_as_depthwise_conv(simplified)
     onnx.save(simplified, str(dst))
     log.info("simplified %s: %d -> %d nodes (%d padded MaxPool after ReLU given an explicit zero Pad, "
-             "%d nearest 2x Resize as an identity ConvTranspose)", Path(src).name, before, after, pools, resizes)
+             "%d nearest 2x Resize as an identity ConvTranspose, %d AveragePool as a depthwise Conv)",
+             Path(src).name, before, after, pools, resizes, avgpools)
     return Path(dst)
 
 
@@ -94,6 +96,61 @@ def zero_pad_maxpool(model) -> int:
     return done
 
 
+def _static_shapes(model) -> dict:
+    import onnx
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+    return shapes
+
+
+def average_pool_as_depthwise_conv(model) -> int:
+    """Rewrite unpadded ``AveragePool`` nodes as depthwise ``Conv`` with weights 1/(kh*kw), in place.
+
+    LiteRT's XNNPACK delegate runs AVERAGE_POOL_2D in float but not in int8: SCRFD-2.5G's three 2x2
+    average pools split its int8 graph into 4 partitions. A depthwise convolution with equal weights
+    is the same average (1/4 is exact in int8 per-channel weights) and runs in XNNPACK at every
+    precision. Only pools without padding whose windows tile the input exactly are rewritten (there
+    ``ceil_mode`` and ``count_include_pad`` change nothing).
+
+    Returns
+    -------
+    int
+        How many AveragePool nodes were rewritten.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    shapes = _static_shapes(model)
+    done, nodes = 0, []
+    for node in model.graph.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "AveragePool" else None
+        if shape is None or len(shape) != 4 or None in shape[1:]:
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        k, st = list(attrs.get("kernel_shape", [])), list(attrs.get("strides", [1, 1]))
+        exact = (len(k) == 2 and not any(attrs.get("pads", [0])) and attrs.get("auto_pad", b"NOTSET") == b"NOTSET"
+                 and all((n - kk) % ss == 0 for n, kk, ss in zip(shape[2:], k, st)))
+        if not exact:
+            nodes.append(node)
+            continue
+        c = shape[1]
+        name = node.name or node.output[0]
+        w = numpy_helper.from_array(np.full((c, 1, k[0], k[1]), 1.0 / (k[0] * k[1]), np.float32), f"{name}_mean_taps")
+        model.graph.initializer.append(w)
+        nodes.append(helper.make_node("Conv", [node.input[0], w.name], [node.output[0]], name=f"{name}_dw",
+                                      kernel_shape=k, strides=st, group=c))
+        done += 1
+    if done:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return done
+
+
 def nearest_upsample_as_transposed_conv(model) -> int:
     """Rewrite every nearest-neighbour 2x ``Resize`` as a stride-2 ``ConvTranspose`` with identity taps, in place.
 
@@ -113,10 +170,7 @@ def nearest_upsample_as_transposed_conv(model) -> int:
     import onnx
     from onnx import helper, numpy_helper
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+    shapes = _static_shapes(model)
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     done, nodes = 0, []
     for node in model.graph.node:

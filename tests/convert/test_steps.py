@@ -180,14 +180,18 @@ def test_padded_maxpool_not_after_relu_is_left_alone():
     assert zero_pad_maxpool(m) == 0 and [n.op_type for n in m.graph.node] == ["Neg", "MaxPool"]
 
 
-def test_scrfd_nearest_upsampling_becomes_identity_conv_transpose(tmp_path):
-    """RESIZE_NEAREST_NEIGHBOR is not an XNNPACK op: SCRFD's FPN upsampling is rewritten, exactly."""
+@pytest.mark.parametrize("onnx_file", ["scrfd_500m_bnkps.onnx", "scrfd_2.5g_bnkps.onnx"])
+def test_scrfd_ops_xnnpack_lacks_are_rewritten_exactly(tmp_path, onnx_file):
+    """Not XNNPACK ops: RESIZE_NEAREST_NEIGHBOR (any precision) and int8 AVERAGE_POOL_2D. SCRFD's FPN
+    upsampling becomes an identity ConvTranspose, 2.5G's average pools depthwise convs, exactly."""
     import onnx
     from headpose.convert.steps.simplify import simplify
-    fixed = onnx_export.fix_scrfd_input(need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"), tmp_path / "f.onnx", 320)
+    fixed = onnx_export.fix_scrfd_input(need_shared(WEIGHTS / onnx_file), tmp_path / "f.onnx", 320)
+    before = [n.op_type for n in onnx.load(str(fixed)).graph.node]
     dst = simplify(fixed, tmp_path / "s.onnx")
     ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
-    assert "Resize" not in ops and ops.count("ConvTranspose") == 2
+    assert "Resize" not in ops and "AveragePool" not in ops and ops.count("ConvTranspose") == 2
+    assert ops.count("Conv") == before.count("Conv") + before.count("AveragePool")
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 320, 320)).astype(np.float32)
     for a, b in zip(onnx_export.run_onnx(fixed, x), onnx_export.run_onnx(dst, x)):
         np.testing.assert_allclose(a, b, atol=1e-5)

@@ -38,10 +38,14 @@ def test_mobilenetv3_fp32_single_xnnpack_partition(artifact):
     assert ops.count("DELEGATE") == 1 and "HARD_SWISH" not in ops and "RELU_0_TO_1" not in ops
 
 
-@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
-def test_scrfd_single_xnnpack_partition(artifact, precision):
-    """SCRFD's nearest upsampling is exported as TRANSPOSE_CONV (RESIZE_NEAREST_NEIGHBOR split it in 3)."""
-    ops = _partitions(artifact("scrfd_500m", precision))
+@pytest.mark.parametrize("model,precision", [("scrfd_500m", "fp32"),
+                                             pytest.param("scrfd_500m", "int8", marks=pytest.mark.slow),
+                                             pytest.param("scrfd_2.5g", "int8", marks=pytest.mark.slow)])
+def test_scrfd_single_xnnpack_partition(artifact, model, precision):
+    """SCRFD's nearest upsampling is exported as TRANSPOSE_CONV (RESIZE_NEAREST_NEIGHBOR split it in 3),
+    2.5G's average pools as depthwise convs (int8 AVERAGE_POOL_2D split it in 4 more)."""
+    ops = _partitions(artifact(model, precision))
+    assert "AVERAGE_POOL_2D" not in ops
     assert ops.count("DELEGATE") == 1 and "RESIZE_NEAREST_NEIGHBOR" not in ops and "TRANSPOSE_CONV" in ops
 
 
