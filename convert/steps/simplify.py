@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Union
+from typing import Callable, Optional, Union
+
+import numpy as np
 
 from ...runtime.errors import ConversionError
 
@@ -43,6 +45,57 @@ def simplify(src: Union[str, Path], dst: Union[str, Path]) -> Path:
     return Path(dst)
 
 
+class _Graph:
+    """What a rewrite needs to know about the graph: static 4-D shapes, producers, constants."""
+
+    def __init__(self, model):
+        import onnx
+        from onnx import numpy_helper
+        self.model = model
+        inferred = onnx.shape_inference.infer_shapes(model)
+        self._shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else None
+                                  for d in vi.type.tensor_type.shape.dim]
+                        for vi in list(inferred.graph.value_info) + list(inferred.graph.input)}
+        self.producer = {o: n for n in model.graph.node for o in n.output}
+        self.consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+    def shape4d(self, name: str) -> Optional[list]:
+        """``[N, C, H, W]`` of a tensor whose C, H, W are static, else None."""
+        shape = self._shapes.get(name)
+        return shape if shape is not None and len(shape) == 4 and None not in shape[1:] else None
+
+    def const(self, name: str):
+        return self.consts.get(name) if name else None
+
+    def add_const(self, array: np.ndarray, name: str) -> str:
+        from onnx import numpy_helper
+        self.model.graph.initializer.append(numpy_helper.from_array(array, name))
+        return name
+
+
+def _rewrite(model, op_type: str, replace: Callable) -> int:
+    """Replace nodes of ``op_type`` in place: ``replace(node, attrs, graph)`` returns the nodes that stand
+    for it, or None to keep it. Returns how many were replaced; the graph is checked after a change."""
+    import onnx
+    from onnx import helper
+
+    if not any(n.op_type == op_type for n in model.graph.node):
+        return 0
+    graph = _Graph(model)
+    done, nodes = 0, []
+    for node in model.graph.node:
+        new = None
+        if node.op_type == op_type:
+            new = replace(node, {a.name: helper.get_attribute_value(a) for a in node.attribute}, graph)
+        nodes.extend(new if new is not None else [node])
+        done += new is not None
+    if done:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return done
+
+
 def zero_pad_maxpool(model) -> int:
     """Give every padded ``MaxPool`` fed by a ``Relu`` an explicit zero ``Pad``, in place.
 
@@ -61,48 +114,20 @@ def zero_pad_maxpool(model) -> int:
     int
         How many MaxPool nodes were rewritten.
     """
-    import onnx
-    from onnx import helper, numpy_helper
-    import numpy as np
+    from onnx import helper
 
-    graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    done, nodes = 0, []
-    for node in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    def replace(node, attrs, graph):
         pads = list(attrs.get("pads", []))
-        src = producer.get(node.input[0]) if node.op_type == "MaxPool" else None
-        auto = attrs.get("auto_pad", b"NOTSET")
-        if src is None or src.op_type != "Relu" or not any(pads) or auto not in (b"NOTSET", "NOTSET"):
-            nodes.append(node)
-            continue
-        k = len(pads) // 2
-        name = f"{node.name or node.output[0]}_zero_pad"
-        pads_const = numpy_helper.from_array(np.array([0, 0] + pads[:k] + [0, 0] + pads[k:], np.int64),
-                                             f"{name}_pads")
-        graph.initializer.append(pads_const)
-        padded = f"{name}_out"
-        nodes.append(helper.make_node("Pad", [node.input[0], pads_const.name], [padded], name=name, mode="constant"))
-        del node.attribute[:]
-        node.attribute.extend(helper.make_attribute(key, [0] * len(pads) if key == "pads" else value)
-                              for key, value in attrs.items())
-        node.input[0] = padded
-        nodes.append(node)
-        done += 1
-    if done:
-        del graph.node[:]
-        graph.node.extend(nodes)
-        onnx.checker.check_model(model)
-    return done
-
-
-def _static_shapes(model) -> dict:
-    import onnx
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-    return shapes
+        src = graph.producer.get(node.input[0])
+        if src is None or src.op_type != "Relu" or not any(pads) or attrs.get("auto_pad", b"NOTSET") != b"NOTSET":
+            return None
+        k, name = len(pads) // 2, f"{node.name or node.output[0]}_zero_pad"
+        pads_name = graph.add_const(np.array([0, 0] + pads[:k] + [0, 0] + pads[k:], np.int64), f"{name}_pads")
+        pad = helper.make_node("Pad", [node.input[0], pads_name], [f"{name}_out"], name=name, mode="constant")
+        pool = helper.make_node("MaxPool", [f"{name}_out"], list(node.output), name=node.name,
+                                **{key: [0] * len(pads) if key == "pads" else value for key, value in attrs.items()})
+        return [pad, pool]
+    return _rewrite(model, "MaxPool", replace)
 
 
 def average_pool_as_depthwise_conv(model) -> int:
@@ -119,36 +144,19 @@ def average_pool_as_depthwise_conv(model) -> int:
     int
         How many AveragePool nodes were rewritten.
     """
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    shapes = _static_shapes(model)
-    done, nodes = 0, []
-    for node in model.graph.node:
-        shape = shapes.get(node.input[0]) if node.op_type == "AveragePool" else None
-        if shape is None or len(shape) != 4 or None in shape[1:]:
-            nodes.append(node)
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    def replace(node, attrs, graph):
+        shape = graph.shape4d(node.input[0])
         k, st = list(attrs.get("kernel_shape", [])), list(attrs.get("strides", [1, 1]))
-        exact = (len(k) == 2 and not any(attrs.get("pads", [0])) and attrs.get("auto_pad", b"NOTSET") == b"NOTSET"
-                 and all((n - kk) % ss == 0 for n, kk, ss in zip(shape[2:], k, st)))
-        if not exact:
-            nodes.append(node)
-            continue
-        c = shape[1]
-        name = node.name or node.output[0]
-        w = numpy_helper.from_array(np.full((c, 1, k[0], k[1]), 1.0 / (k[0] * k[1]), np.float32), f"{name}_mean_taps")
-        model.graph.initializer.append(w)
-        nodes.append(helper.make_node("Conv", [node.input[0], w.name], [node.output[0]], name=f"{name}_dw",
-                                      kernel_shape=k, strides=st, group=c))
-        done += 1
-    if done:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        onnx.checker.check_model(model)
-    return done
+        if (shape is None or len(k) != 2 or any(attrs.get("pads", [0])) or attrs.get("auto_pad", b"NOTSET") != b"NOTSET"
+                or any((n - kk) % ss for n, kk, ss in zip(shape[2:], k, st))):
+            return None
+        c, name = shape[1], node.name or node.output[0]
+        taps = graph.add_const(np.full((c, 1, k[0], k[1]), 1.0 / (k[0] * k[1]), np.float32), f"{name}_mean_taps")
+        return [helper.make_node("Conv", [node.input[0], taps], list(node.output), name=f"{name}_dw",
+                                 kernel_shape=k, strides=st, group=c)]
+    return _rewrite(model, "AveragePool", replace)
 
 
 def nearest_upsample_as_transposed_conv(model) -> int:
@@ -166,40 +174,25 @@ def nearest_upsample_as_transposed_conv(model) -> int:
     int
         How many Resize nodes were rewritten.
     """
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    shapes = _static_shapes(model)
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    done, nodes = 0, []
-    for node in model.graph.node:
-        shape = shapes.get(node.input[0]) if node.op_type == "Resize" else None
-        if shape is None or len(shape) != 4 or None in shape[1:]:
-            nodes.append(node)
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        scales = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        sizes = consts.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    def replace(node, attrs, graph):
+        shape = graph.shape4d(node.input[0])
+        scales = graph.const(node.input[2]) if len(node.input) > 2 else None
+        sizes = graph.const(node.input[3]) if len(node.input) > 3 else None
+        if shape is None:
+            return None
         twice = [shape[1], 2 * shape[2], 2 * shape[3]]
         is_2x = ((sizes is not None and sizes.size == 4 and list(sizes[1:]) == twice)
                  or ((sizes is None or sizes.size == 0) and scales is not None and list(scales) == [1, 1, 2, 2]))
         plain = (attrs.get("mode") == b"nearest" and attrs.get("coordinate_transformation_mode") == b"asymmetric"
                  and attrs.get("nearest_mode", b"round_prefer_floor") == b"floor")
         if not (is_2x and plain):
-            nodes.append(node)
-            continue
-        c = shape[1]
+            return None
+        c, name = shape[1], node.name or node.output[0]
         weight = np.zeros((c, c, 2, 2), np.float32)  # ONNX ConvTranspose: (C_in, C_out / group, kH, kW)
         weight[np.arange(c), np.arange(c)] = 1.0
-        name = node.name or node.output[0]
-        w = numpy_helper.from_array(weight, f"{name}_identity_taps")
-        model.graph.initializer.append(w)
-        nodes.append(helper.make_node("ConvTranspose", [node.input[0], w.name], [node.output[0]], name=f"{name}_up2",
-                                      kernel_shape=[2, 2], strides=[2, 2]))
-        done += 1
-    if done:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        onnx.checker.check_model(model)
-    return done
+        taps = graph.add_const(weight, f"{name}_identity_taps")
+        return [helper.make_node("ConvTranspose", [node.input[0], taps], list(node.output), name=f"{name}_up2",
+                                 kernel_shape=[2, 2], strides=[2, 2])]
+    return _rewrite(model, "Resize", replace)
