@@ -62,7 +62,7 @@ def trained_pose_checkpoint(model_id: str, weights_dir: Path = WEIGHTS_DIR) -> O
 
 
 def pose_weights(model_id: str, explicit: Optional[Path] = None, root: Path = DEFAULT_ROOT,
-                 allow_seeded: bool = True, prefer_seeded: bool = False) -> Weights:
+                 allow_seeded: bool = True, prefer_seeded: bool = False, seed: int = 0) -> Weights:
     """Resolve the checkpoint a pose model's artifacts are built from.
 
     Parameters
@@ -74,6 +74,8 @@ def pose_weights(model_id: str, explicit: Optional[Path] = None, root: Path = DE
     prefer_seeded : bool
         Use the seeded checkpoint even when a trained one exists (``--seeded``: the cost of a
         network does not depend on its weights, and existing artifacts are reused).
+    seed : int
+        Seed of a seeded checkpoint (written as ``root/seeded/<model>.pt``, or ``<model>-seed<N>.pt``).
 
     Raises
     ------
@@ -91,11 +93,11 @@ def pose_weights(model_id: str, explicit: Optional[Path] = None, root: Path = DE
     if not allow_seeded:
         raise InputError(f"no trained checkpoint of {model_id} in {WEIGHTS_DIR} (expected {model_id}.pt or "
                          f"{model_id}_*.pt); pass --pose-weights or allow seeded weights")
-    p = root / "seeded" / f"{model_id}.pt"
+    p = root / "seeded" / (f"{model_id}.pt" if seed == 0 else f"{model_id}-seed{seed}.pt")
     if not p.is_file():
         from ..convert.checkpoint import seeded_checkpoint
         p.parent.mkdir(parents=True, exist_ok=True)
-        seeded_checkpoint(model_id, p, seed=0)
+        seeded_checkpoint(model_id, p, seed=seed)
     return Weights(model_id, p, "seeded", sha256_file(p))
 
 

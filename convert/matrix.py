@@ -7,10 +7,11 @@ latency, conversion time. A conversion that fails is a row with its error, not t
 
 Outputs: a JSON file (every figure) and a Markdown table, both written atomically.
 
-Weights: ``--weights MODEL=PATH``; else the project's trained student ``weights/<model>_fsanet.pt``
-where one exists; else a seeded checkpoint (random weights with randomised batch-norm statistics;
-labelled ``seeded`` in the table: its int8 and fp16 figures describe a random network, not a
-trained one). SCRFD models come from their ONNX files in ``../shared/weights`` (or ``--weights``).
+Weights: ``--weights MODEL=PATH``; else the project's trained checkpoint (``weights/<model>_*.pt``,
+e.g. the students) where one exists; else a seeded checkpoint (random weights with randomised
+batch-norm statistics; labelled ``seeded`` in the table: its int8 and fp16 figures describe a random
+network, not a trained one). SCRFD models come from their ONNX files in ``weights/`` or
+``../shared/weights``. The lookup is :mod:`headpose.benchmarks.artifacts`'s, shared with ``bench``.
 """
 
 from __future__ import annotations
@@ -28,49 +29,33 @@ import numpy as np
 
 from ..runtime.errors import HeadposeError, InputError
 from ..runtime.manifest import load_manifest, write_json_atomic
-from ..runtime.registry import POSE_MODELS, get_spec
+from ..runtime.registry import POSE_MODELS, REGISTRY, get_spec
 
 log = logging.getLogger(__name__)
 
-SCRFD_ONNX = {"scrfd_500m": "scrfd_500m_bnkps.onnx", "scrfd_2.5g": "scrfd_2.5g_bnkps.onnx"}
 
-def pick_weights(model_id: str, given: Dict[str, str], out: Path, shared: Path) -> tuple:
-    """Return ``(path, kind)`` of the weights to convert: ``given``, ``trained``, ``seeded`` or ``onnx``."""
-    from .defaults import WEIGHTS_DIR
-    if model_id in given:
-        return Path(given[model_id]), "given"
-    if model_id in POSE_MODELS:
-        student = WEIGHTS_DIR / f"{model_id}_fsanet.pt"
-        if student.exists():
-            return student, "trained student"
-        from .checkpoint import seeded_checkpoint
-        return seeded_checkpoint(model_id, out / "seeded" / f"{model_id}.pt", seed=1), "seeded"
-    if model_id not in SCRFD_ONNX:
-        raise InputError(f"no default weights for '{model_id}': pass --weights {model_id}=PATH")
-    return shared / "weights" / SCRFD_ONNX[model_id], "onnx"
+def weights_of(model_id: str, given: Dict[str, str], out: Path):
+    """The source of a model's artifacts (:mod:`headpose.benchmarks.artifacts`, the project's one
+    resolver): ``--weights``, else a trained checkpoint of the project, else a seeded one (seed 1,
+    under ``out/seeded``); SCRFD: its ONNX file in ``weights/`` or ``../shared/weights``."""
+    from ..benchmarks import artifacts
+    explicit = Path(given[model_id]) if model_id in given else None
+    if get_spec(model_id).task == "face_detection":
+        return artifacts.detector_weights(model_id, explicit)
+    return artifacts.pose_weights(model_id, explicit, root=out, seed=1)
+
 
 def device_check(artifact_dir: Path, runs: int = 20) -> Dict:
-    """Load an artifact with LiteRT + XNNPACK (1 thread): partitions, ops left out, median latency (ms)."""
+    """Load an artifact with LiteRT + XNNPACK (1 thread): XNNPACK partitions, median batch-1 latency (ms)."""
     from ..runtime.interpreter import make_interpreter
+    from .int8_gate import latency_ms
     m = load_manifest(artifact_dir)
-    interp = make_interpreter(m.model_path, num_threads=1)
-    ops = [d["op_name"] for d in interp._get_ops_details()]
-    inp = interp.get_input_details()[0]
-    shape = [1 if s < 1 else int(s) for s in inp["shape"]]
-    shape[0] = 1
-    if list(inp["shape"]) != shape:
-        interp.resize_tensor_input(inp["index"], shape)
-        interp.allocate_tensors()
-    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-    times = []
-    for _ in range(runs + 3):
-        interp.set_tensor(inp["index"], x)
-        t = time.perf_counter()
-        interp.invoke()
-        times.append((time.perf_counter() - t) * 1e3)
-    n_delegate = ops.count("DELEGATE")
+    ops = [d["op_name"] for d in make_interpreter(m.model_path, num_threads=1)._get_ops_details()]
+    side = m.input.shape[1]  # NHWC
+    x = np.random.default_rng(0).uniform(-1, 1, (1, side, side, 3)).astype(np.float32)
     # every model op is listed, then one DELEGATE node per XNNPACK partition
-    return {"xnnpack_partitions": n_delegate, "latency_ms_1thread": round(float(np.median(times[3:])), 3)}
+    return {"xnnpack_partitions": ops.count("DELEGATE"), "latency_ms_1thread": latency_ms(m.model_path, x, runs)}
+
 
 def row_of(model_id: str, precision: str, kind: str, d: Path) -> Dict:
     m = load_manifest(d)
@@ -94,6 +79,7 @@ def row_of(model_id: str, precision: str, kind: str, d: Path) -> Dict:
                    samples=p.get("samples"))
     row.update(device_check(d))
     return row
+
 
 def markdown(rows: List[Dict], runs: List[Dict]) -> str:
     """The Markdown table of ``rows``; ``runs`` are the runs' facts (row ``run`` indexes them)."""
@@ -135,6 +121,7 @@ def markdown(rows: List[Dict], runs: List[Dict]) -> str:
               ""]
     return "\n".join(lines)
 
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "convert-matrix", help="convert many models x precisions and write a table of the artifacts",
@@ -146,8 +133,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
     p.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
                    help="weights of one model (repeatable); default: weights/<model>_fsanet.pt, else seeded")
-    p.add_argument("--calib", default=None, metavar="PATH", help="calibration + parity data (as convert)")
-    p.add_argument("--shared", default=None, metavar="DIR", help="the shared folder (default ../shared)")
+    p.add_argument("--calib", default=None, metavar="PATH",
+                   help="calibration + parity data (default as convert: $HEADPOSE_DATA or ../shared's video)")
     p.add_argument("--out", default="weights/exports/matrix", metavar="DIR", help="artifacts go here")
     p.add_argument("--json", default=None, metavar="FILE", help="default <out>/matrix.json")
     p.add_argument("--report", default=None, metavar="FILE", help="Markdown table (default <out>/MATRIX.md)")
@@ -158,10 +145,10 @@ def add_parser(subparsers) -> None:
                    help="keep the rows of an existing --json for the (model, precision) pairs not run now")
     p.set_defaults(func=run)
 
+
 def run(args: argparse.Namespace) -> int:
     import sys
     from .pipeline import convert
-    from .defaults import PROJECT_ROOT
     given = {}
     for item in args.weights:
         if "=" not in item:
@@ -173,8 +160,6 @@ def run(args: argparse.Namespace) -> int:
         get_spec(m)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    shared = Path(args.shared) if args.shared else PROJECT_ROOT.parent / "shared"
-    calib = args.calib or str(shared / "data" / "in_video.mp4")
     meta = {"command": " ".join(["headpose convert-matrix"] + sys.argv[2:]),
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_before": round(os.getloadavg()[0], 2), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
@@ -183,12 +168,18 @@ def run(args: argparse.Namespace) -> int:
     previous = json.loads(json_path.read_text()) if args.update and json_path.exists() else None
     rows: List[Dict] = []
     for model_id in models:
-        weights, kind = pick_weights(model_id, given, out, shared)
+        try:
+            w = weights_of(model_id, given, out)
+        except HeadposeError as e:
+            rows.append({"model": model_id, "precision": "*", "weights": "?", "error": str(e)})
+            log.error("matrix: %s: %s", model_id, e)
+            continue
+        weights, kind = w.path, w.kind
         gate = None if kind == "seeded" or args.max_int8_error < 0 else args.max_int8_error
         for precision in [p for p in args.precisions.split(",") if p]:
             log.info("matrix: %s %s (%s weights)", model_id, precision, kind)
             try:
-                d = convert(model_id, weights, precision=precision, calib=calib, out_dir=out, force=True,
+                d = convert(model_id, weights, precision=precision, calib=args.calib, out_dir=out, force=True,
                             max_int8_error=gate)
                 rows.append(row_of(model_id, precision, kind, d))
             except HeadposeError as e:
@@ -212,7 +203,7 @@ def _write(rows: List[Dict], meta: Dict, previous, json_path: Path, report: Path
     used = sorted({r["run"] for r in rows})  # drop runs whose rows were all replaced, renumber the rest
     runs = [runs[i] for i in used]
     rows = [dict(r, run=used.index(r["run"])) for r in rows]
-    order = {m: i for i, m in enumerate(list(POSE_MODELS) + sorted(SCRFD_ONNX))}
+    order = {m: i for i, m in enumerate(REGISTRY)}
     rank = {p: i for i, p in enumerate(("fp32", "fp16", "int8", "dynamic-int8"))}
     rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], rank.get(r["precision"], 9)))
     write_json_atomic(json_path, {"runs": runs, "rows": rows})
