@@ -91,6 +91,6 @@ def artifact(tmp_path_factory, seeded_ckpt):
 
 
 def trained_student(model_id: str):
-    """The project's own trained student ``weights/<model>_fsanet.pt`` of a backbone, or None."""
-    path = ROOT / "weights" / f"{model_id}_fsanet.pt"
-    return path if path.exists() else None
+    """The project's own trained checkpoint of a backbone (its student), or None: the lookup of bench and matrix."""
+    from headpose.benchmarks.artifacts import trained_pose_checkpoint
+    return trained_pose_checkpoint(model_id)
