@@ -159,7 +159,42 @@ def add_parser(sub) -> None:
     p.add_argument("--draw", choices=("axis", "cube", "none"), default="axis", help="pose drawing (default axis)")
     p.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0 = all)")
     p.add_argument("--retries", type=int, default=5, help="retries of a live source that stops delivering frames")
+    p.add_argument("--serve", metavar="[HOST:]PORT",
+                   help="live view in a browser: annotated video, yaw/pitch/roll plots, FPS (GET /, /stream.mjpg, "
+                        "/events, /healthz); binds 127.0.0.1 unless HOST is given (0.0.0.0: every interface, "
+                        "then a token is required); port 0 takes a free one")
+    p.add_argument("--serve-fps", type=float, default=15.0, metavar="FPS",
+                   help="most video frames per second sent to the browser (default 15)")
+    p.add_argument("--serve-token", metavar="TOKEN",
+                   help="the token the live view requires (default: generated and printed when not on loopback)")
     p.set_defaults(func=run)
+
+
+def _live_view(args: argparse.Namespace, src, est):
+    """The ``--serve`` sink; prints its URL (with the token) at once, for people and for scripts."""
+    import socket
+    from .serve import LiveView
+    live = LiveView(args.serve, token=args.serve_token, fps=args.serve_fps, timings=lambda: est.last_timings,
+                    source=src.description)
+    print(f"headpose run: live view at {live.url}", flush=True)
+    if live.host in ("0.0.0.0", "::"):
+        shown = "[::]" if live.host == "::" else live.host
+        print(f"headpose run: from another machine open it with this one's name or address, e.g. "
+              f"{live.url.replace(shown, socket.gethostname(), 1)}", flush=True)
+    return live
+
+
+def _first_minute_sinks(src) -> list:
+    """No output flag: annotated images and a face table for still images; a hint for other sources."""
+    import sys
+    from .stills import DEFAULT_DIR, AnnotatedImagesSink, FaceTableSink
+    if src.independent:
+        names = getattr(src, "paths", None)
+        return [AnnotatedImagesSink(Path.cwd() / DEFAULT_DIR, names), FaceTableSink(sys.stdout, names)]
+    print("headpose run: no output flag, so nothing is shown or written: --serve 8080 shows it in a browser "
+          "(http://127.0.0.1:8080/)" + (", --show in a window" if os.environ.get("DISPLAY") else "")
+          + ", --jsonl FILE / --csv FILE / --output VIDEO write it", flush=True)
+    return []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
     est = src = bar = None
     sinks = []
+    live, stills = None, []  # --serve; the annotated images of a run without output flags
     frames = faces_total = 0
     stage_sum = {k: 0.0 for k in STAGES}
     interrupted = False
@@ -197,8 +233,11 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(CsvSink(args.csv))
         if args.show:
             sinks.append(WindowSink())
-        need_image = bool(args.output or args.show)
-        if not src.live:
+        live = _live_view(args, src, est) if args.serve else None
+        stills = _first_minute_sinks(src) if not sinks and not live else []
+        sinks += [live] if live else stills
+        need_image = bool(args.output or args.show or stills)
+        if not src.live and not stills:  # (the face table of stills is the progress)
             try:
                 from tqdm import tqdm
                 total = src.length if not args.max_frames else min(src.length or args.max_frames, args.max_frames)
@@ -217,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
             faces_total += len(faces)
             for k in STAGES:
                 stage_sum[k] += est.last_timings.get(k, 0.0)
-            image = est.annotate(fr.image, faces) if need_image else None
+            image = est.annotate(fr.image, faces) if need_image or (live is not None and live.wants_image()) else None
             keep_going = True
             for s in sinks:
                 keep_going = s.write(fr.index, ms, faces, image) and keep_going
@@ -248,4 +287,7 @@ def run(args: argparse.Namespace) -> int:
     per = ", ".join(f"{k} {stage_sum[k] / frames:.1f}" for k in STAGES) if frames else "-"
     print(f"headpose run: {frames} frames, {faces_total} faces, {fps:.1f} FPS end-to-end ({wall:.1f} s); "
           f"mean ms per frame: {per}" + (" (interrupted)" if interrupted else ""))
+    if stills and stills[0].written:
+        print(f"headpose run: {len(stills[0].written)} annotated image(s) in {stills[0].folder}/ "
+              f"(--jsonl FILE / --csv FILE write the records)")
     return 130 if interrupted else 0
