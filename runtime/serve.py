@@ -386,11 +386,14 @@ class LiveView(Sink):
             self._cond.notify_all()
             self._cond.wait_for(lambda: not self._connections, timeout=drain_s)
             stuck = list(self._connections)
-        for conn in stuck:  # stalled viewers: unblock their threads
+        for conn in stuck:  # stalled viewers: unblock their threads, which then free their queues
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        if stuck:
+            with self._cond:
+                self._cond.wait_for(lambda: not self._connections, timeout=1.0)
         self._httpd.shutdown()
         self._httpd.server_close()
         for t in self._threads:
