@@ -9,10 +9,12 @@
   const $ = (id) => document.getElementById(id);
 
   const series = new Map();                  // track id -> [{t, yaw, pitch, roll}], oldest first
-  const view = { series: series, drawn: {}, records: 0, lastFrame: null };
+  const view = { series: series, drawn: {}, records: 0, last: null };
   window.headposeView = view;                // read by tests/browser and handy in the console
 
-  const colour = (id) => "hsl(" + ((id * 137.508) % 360).toFixed(0) + ", 75%, 58%)";
+  const PALETTE = ["#4e9fef", "#f28e2b", "#e15759", "#76d7c4", "#59c14f", "#edc948", "#c07cf0", "#ff9da7",
+                   "#c3a07a", "#bab0ac"];   // one colour per track id (Tableau 10, brightened for a dark page)
+  const colour = (id) => PALETTE[(id - 1) % PALETTE.length];
   const now = () => performance.now() / 1000;
 
   $("stream").src = "stream.mjpg" + query;
@@ -30,7 +32,7 @@
     const r = JSON.parse(e.data);
     const t = now();
     view.records += 1;
-    view.lastFrame = r.frame;
+    view.last = r;
     for (const f of r.faces) {
       if (!series.has(f.track_id)) series.set(f.track_id, []);
       series.get(f.track_id).push({ t: t, yaw: f.yaw, pitch: f.pitch, roll: f.roll });
@@ -59,7 +61,7 @@
     }
     const drawn = {};
     AXES.forEach((axis, a) => {
-      const top = a * panel, mid = top + panel / 2, scale = (panel / 2 - 8) / RANGE;
+      const top = a * panel, mid = top + panel / 2, scale = (panel / 2 - 14) / RANGE;
       const y = (deg) => mid - Math.max(-RANGE, Math.min(RANGE, deg)) * scale;
       const x = (t) => left + (t - t0) / WINDOW_S * (w - left - 4);
       g.strokeStyle = "#333"; g.fillStyle = "#888"; g.lineWidth = 1;
@@ -81,9 +83,11 @@
     view.drawn = drawn;
     $("legend").innerHTML = [...series.keys()].sort((p, q) => p - q).map((id) => {
       const p = series.get(id)[series.get(id).length - 1];
-      return "<span><i style=\"background:" + colour(id) + "\"></i>#" + id + " yaw " + p.yaw.toFixed(0) +
-        " pitch " + p.pitch.toFixed(0) + " roll " + p.roll.toFixed(0) + "</span>";
+      const deg = (v) => String(Math.round(v) || 0);
+      return "<span><i style=\"background:" + colour(id) + "\"></i>#" + id + " yaw " + deg(p.yaw) +
+        " pitch " + deg(p.pitch) + " roll " + deg(p.roll) + "</span>";
     }).join("");
   }
+  view.draw = draw;
   setInterval(draw, 100);
 })();
