@@ -23,6 +23,22 @@ if ! command -v javac >/dev/null 2>&1; then
 fi
 # --- end android_demo
 
+# --- live view (issue 16): headless Chromium + chromedriver for tests/browser, which loads the
+# `headpose run --serve` page. Same rule as the JDK: Debian's packages as root with apt-get, unless
+# HEADPOSE_NO_APT=1; elsewhere tests/browser skips, saying why. The device install never needs them.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${HEADPOSE_NO_APT:-0}" != 1 ]; then
+    echo "install.sh: installing headless Chromium (chromium, chromium-driver) for the live view's browser test"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      chromium chromium-driver fonts-liberation \
+      || echo "install.sh: WARNING: Chromium install failed; tests/browser will be skipped" >&2
+  else
+    echo "install.sh: no chromium/chromedriver and not root with apt-get: tests/browser will be skipped" \
+         "(install chromium and chromium-driver to run it)" >&2
+  fi
+fi
+# --- end live view
+
 PY="${HEADPOSE_PYTHON:-$(command -v python3.11 || command -v python3)}"
 if [ ! -x .venv/bin/python ]; then
   echo "install.sh: creating .venv with $PY"
