@@ -60,3 +60,20 @@ def test_wheel_imports_every_module(wheel, tmp_path):
                        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert int(r.stdout.strip().splitlines()[-1]) == len(mods)
+
+
+def test_wheel_ships_the_live_view_page(wheel, tmp_path):
+    """``headpose run --serve`` serves runtime/static/ from the installed package (package-data)."""
+    static = sorted(p.name for p in (ROOT / "runtime" / "static").iterdir())
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        missing = [n for n in static if f"headpose/runtime/static/{n}" not in names]
+        assert not missing, f"runtime/static files missing from the wheel (pyproject package-data): {missing}"
+        z.extractall(tmp_path / "site")
+    code = ("from headpose.runtime.serve import STATIC, _page\n"
+            f"assert str(STATIC).startswith({str(tmp_path / 'site')!r}), STATIC\n"
+            "page, script_hash = _page()\n"
+            "assert b'new EventSource' in page and script_hash.startswith(\"'sha256-\")\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-3000:]
