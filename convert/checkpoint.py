@@ -1,56 +1,137 @@
 """Loading pose checkpoints safely and strictly.
 
 Accepted files: a plain ``state_dict`` (what yakhyo/head-pose-estimation releases), or a training
-checkpoint holding it under ``model``, ``model_state_dict`` or ``state_dict``. Files are read with
-``torch.load(..., weights_only=True)``: nothing is unpickled beyond tensors and containers.
+checkpoint holding it under ``model``, ``model_state_dict`` or ``state_dict`` — among them what
+upstream ``main.py`` writes: ``{"epoch", "model", "optimizer", "lr_scheduler", "args"}`` with
+``args`` an ``argparse.Namespace``. Files are read with ``torch.load(..., weights_only=True)``:
+nothing is unpickled beyond tensors, containers and, through torch's own allow-list scoped to this
+one load, ``argparse.Namespace``. Any other global, or a ``__reduce__`` payload, is refused unrun.
+
+MobileNetV3 checkpoints come in two head layouts (:data:`~headpose.convert.models.pose.HEAD_LAYOUTS`):
+the current upstream ``linear_reg`` (Linear -> Hardswish -> Linear) and the earlier single Linear.
+The layout is recognised from the keys; both load strictly.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from ..runtime.errors import CheckpointError
 from ..runtime.registry import POSE_MODELS, get_spec
-from .models import build_pose_model
+from .models import build_pose_model, head_layouts
 
 log = logging.getLogger(__name__)
 
 STATE_DICT_KEYS = ("model", "model_state_dict", "state_dict")
+# The only non-tensor globals a training checkpoint of upstream main.py holds (its `args`).
+TRAINING_GLOBALS = (argparse.Namespace,)
 
 
-def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
-    """Read the tensors of a checkpoint file.
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint file held besides its weights (JSON-safe; goes into the manifest).
+
+    Attributes
+    ----------
+    kind : {"state_dict", "training_checkpoint"}
+    entry : str or None
+        The key of the training checkpoint the ``state_dict`` came from (e.g. ``"model"``).
+    epoch : int or None
+        The training checkpoint's ``epoch``, when it has one.
+    args : dict or None
+        The training arguments (``argparse.Namespace`` as plain JSON values), when present.
+    head : str or None
+        The ``linear_reg`` layout found (set by :func:`load_pose_checkpoint`).
+    """
+
+    kind: str = "state_dict"
+    entry: Optional[str] = None
+    epoch: Optional[int] = None
+    args: Optional[Dict[str, Any]] = None
+    head: Optional[str] = None
+    other_keys: list = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {"kind": self.kind, "head": self.head}
+        if self.kind == "training_checkpoint":
+            d.update(entry=self.entry, epoch=self.epoch, args=self.args, other_keys=self.other_keys)
+        return d
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON data: numbers, strings, booleans, None, lists and string-keyed dicts.
+
+    Anything else (a tensor, a device, an object) becomes its ``repr`` string, cut to 200 characters;
+    non-finite floats become strings too (JSON has no NaN).
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth < 4 and isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in value]
+    if depth < 4 and isinstance(value, Mapping):
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, argparse.Namespace) and depth < 4:
+        return json_safe(vars(value), depth + 1)
+    return repr(value)[:200]
+
+
+def _torch_load(path: Path):
+    """``torch.load(weights_only=True)`` with exactly :data:`TRAINING_GLOBALS` allowed, for this load only."""
+    with torch.serialization.safe_globals(list(TRAINING_GLOBALS)):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_checkpoint(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], CheckpointInfo]:
+    """Read the tensors of a checkpoint file, and what else it says about itself.
 
     Parameters
     ----------
     path : path
-        ``.pt``/``.pth`` file: a ``state_dict`` or a training checkpoint with one of the keys
+        ``.pt``/``.pth``/``.ckpt`` file: a ``state_dict`` or a training checkpoint with one of the keys
         ``model``, ``model_state_dict``, ``state_dict``.
+
+    Returns
+    -------
+    (state_dict, info) : (dict of str -> torch.Tensor, CheckpointInfo)
 
     Raises
     ------
     CheckpointError
-        Missing file, unreadable/corrupt file, or no state_dict inside.
+        Missing file, unreadable/corrupt/unsafe file, or no state_dict inside.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist: expected a .pt file holding a state_dict "
                               f"(e.g. mobilenetv3_small.pt from yakhyo/head-pose-estimation)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
     except Exception as e:  # torch raises many kinds for corrupt or unsafe files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint '{path}' could not be read as a PyTorch file with weights_only=True "
-                              f"({first}); expected a state_dict saved with torch.save") from None
+                              f"({first}); expected a state_dict saved with torch.save (or a training "
+                              f"checkpoint holding one, whose only other objects are argparse.Namespace)") from None
+    info = CheckpointInfo()
     if isinstance(obj, Mapping):
         for key in STATE_DICT_KEYS:
             if isinstance(obj.get(key), Mapping):
-                log.info("checkpoint %s: using its '%s' entry", path.name, key)
+                log.info("checkpoint %s: training checkpoint, using its '%s' entry", path.name, key)
+                info = CheckpointInfo(kind="training_checkpoint", entry=key,
+                                      other_keys=sorted(str(k) for k in obj if k != key))
+                epoch = obj.get("epoch")
+                info.epoch = int(epoch) if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else None
+                args = obj.get("args", obj.get("params"))
+                if args is not None:
+                    info.args = json_safe(vars(args) if isinstance(args, argparse.Namespace) else args)
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -60,7 +141,12 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     # checkpoints saved from DataParallel/DistributedDataParallel prefix every key with 'module.'
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+    return dict(obj), info
+
+
+def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file (see :func:`read_checkpoint`)."""
+    return read_checkpoint(path)[0]
 
 
 def _fits(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> bool:
@@ -68,21 +154,30 @@ def _fits(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> bool:
     return set(ref) == set(sd) and all(ref[k].shape == sd[k].shape for k in ref)
 
 
+def find_head(model_id: str, sd: Mapping[str, torch.Tensor]) -> str:
+    """The ``linear_reg`` layout of ``model_id`` that ``sd``'s keys name (the default when none does)."""
+    layouts = head_layouts(model_id)
+    if "linear_reg.weight" in sd and "linear" in layouts:
+        return "linear"
+    return layouts[0]
+
+
 def suggest_backbone(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """The registered pose backbone whose keys and shapes ``sd`` fits exactly, if any."""
+    """The registered pose backbone whose keys and shapes ``sd`` fits exactly (either head layout), if any."""
     for model_id in POSE_MODELS:
-        if _fits(build_pose_model(model_id), sd):
+        if _fits(build_pose_model(model_id, find_head(model_id, sd)), sd):
             return model_id
     return None
 
 
-def load_pose_model(model_id: str, path: Union[str, Path]) -> nn.Module:
-    """Build ``model_id`` and load the checkpoint at ``path`` strictly.
+def load_pose_checkpoint(model_id: str, path: Union[str, Path]) -> Tuple[nn.Module, CheckpointInfo]:
+    """Build ``model_id`` in the head layout the checkpoint at ``path`` has, and load it strictly.
 
     Returns
     -------
-    torch.nn.Module
-        In eval mode; ``forward`` maps (B, 3, 224, 224) ImageNet-normalised RGB to (B, 6).
+    (model, info) : (torch.nn.Module, CheckpointInfo)
+        The model in eval mode; ``forward`` maps (B, 3, 224, 224) ImageNet-normalised RGB to (B, 6).
+        ``info.head`` names the head layout found.
 
     Raises
     ------
@@ -91,8 +186,9 @@ def load_pose_model(model_id: str, path: Union[str, Path]) -> nn.Module:
         backbone the checkpoint does fit.
     """
     get_spec(model_id)
-    sd = read_state_dict(path)
-    model = build_pose_model(model_id)
+    sd, info = read_checkpoint(path)
+    head = find_head(model_id, sd)
+    model = build_pose_model(model_id, head)
     ref = model.state_dict()
     missing = sorted(set(ref) - set(sd))
     unexpected = sorted(set(sd) - set(ref))
@@ -114,7 +210,17 @@ def load_pose_model(model_id: str, path: Union[str, Path]) -> nn.Module:
             parts.append(f"{len(shapes)} shape mismatches: {few(shapes)}")
         raise CheckpointError(f"checkpoint '{path}' does not fit '{model_id}': {'; '.join(parts)}.{hint}")
     model.load_state_dict(sd, strict=True)
-    return model.eval()
+    info.head = head
+    if len(head_layouts(model_id)) > 1:
+        log.info("checkpoint %s: %s head layout '%s'%s", Path(path).name, model_id, head,
+                 " (current upstream: Linear-Hardswish-Linear)" if head == "mlp"
+                 else " (earlier upstream: a single Linear)")
+    return model.eval(), info
+
+
+def load_pose_model(model_id: str, path: Union[str, Path]) -> nn.Module:
+    """Build ``model_id`` and load the checkpoint at ``path`` strictly (see :func:`load_pose_checkpoint`)."""
+    return load_pose_checkpoint(model_id, path)[0]
 
 
 def seeded_checkpoint(model_id: str, path: Union[str, Path], seed: int = 0) -> Path:

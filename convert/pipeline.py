@@ -280,10 +280,10 @@ class _Job:
             self.source_info = {"kind": "pose_onnx", **info}
             self.torch_model = None
             return
-        from .checkpoint import load_pose_model
-        self.torch_model = load_pose_model(self.spec.model_id, self.src)
+        from .checkpoint import load_pose_checkpoint
+        self.torch_model, ckpt = load_pose_checkpoint(self.spec.model_id, self.src)
         onnx_export.export_pose(self.torch_model, dst, self.size)
-        self.source_info = {"kind": "pose_checkpoint", "opset": onnx_export.OPSET}
+        self.source_info = {"kind": "pose_checkpoint", "opset": onnx_export.OPSET, "checkpoint": ckpt.to_dict()}
 
     def _reference_name(self) -> str:
         if not self.is_pose:
@@ -345,9 +345,19 @@ class _Job:
             task=spec.task, format=self.fmt, precision=self.precision, file=model_file.name,
             file_sha256=file_sha256(model_file), file_bytes=model_file.stat().st_size, input=inp,
             outputs=outputs, decode=decode, quantization=quant,
-            source={"path": str(self.src.resolve()), "sha256": file_sha256(self.src), **self.source_info},
+            source={"path": str(self.src.resolve()), "sha256": file_sha256(self.src), **self._external_data(),
+                    **self.source_info},
             tools=tool_versions(),
             created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def _external_data(self) -> Dict:
+        """``{"external_data": [{file, sha256, bytes}]}`` for an ONNX source whose weights live beside it."""
+        from .calibration import file_sha256
+        if self.src_kind != "onnx":
+            return {}
+        files = onnx_export.external_data_files(self.src)
+        return {"external_data": [{"file": f.name, "sha256": file_sha256(f), "bytes": f.stat().st_size}
+                                  for f in files]} if files else {}
 
     def _map_detector_outputs(self, model_file: Path, inp: TensorSpec, outs) -> List[TensorSpec]:
         """SCRFD: (role, stride) of every artifact output, by comparing values with the reference."""

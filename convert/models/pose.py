@@ -209,11 +209,30 @@ class InvertedResidualV3(nn.Module):
         return y + x if self.use_res_connect else y
 
 
-class MobileNetV3Pose(nn.Module):
-    """MobileNetV3 small/large with a 6-output ``linear_reg``. (B, 3, 224, 224) -> (B, 6)."""
+# The two ``linear_reg`` heads upstream MobileNetV3 has had. "mlp" is the current one (commit "Change
+# regression layer for mobilenetv3", the layout its released weights were trained in):
+# Linear(last conv, head_hidden) -> Hardswish -> Linear(head_hidden, 6), keys linear_reg.0/.2, no dropout.
+# "linear" is the earlier single Linear(last conv, 6), keys linear_reg.weight/.bias.
+HEAD_LAYOUTS = ("mlp", "linear")
 
-    def __init__(self, variant: str, num_outputs: int = 6):
+
+class MobileNetV3Pose(nn.Module):
+    """MobileNetV3 small/large with a 6-output ``linear_reg`` head. (B, 3, 224, 224) -> (B, 6).
+
+    Parameters
+    ----------
+    variant : {"small", "large"}
+    head_hidden : int
+        Width of the current upstream head's hidden layer (1024 small, 1280 large: upstream's
+        ``last_channel``).
+    head : {"mlp", "linear"}
+        ``"mlp"`` (default): the current upstream head; ``"linear"``: the earlier single Linear.
+    """
+
+    def __init__(self, variant: str, head_hidden: int, head: str = "mlp", num_outputs: int = 6):
         super().__init__()
+        if head not in HEAD_LAYOUTS:
+            raise ValueError(f"head must be one of {HEAD_LAYOUTS}, got {head!r}")
         setting = V3_SMALL if variant == "small" else V3_LARGE
         layers: List[nn.Module] = [ConvBNAct(3, setting[0][0], 3, 2, act=nn.Hardswish)]
         layers += [InvertedResidualV3(*cfg) for cfg in setting]
@@ -221,23 +240,42 @@ class MobileNetV3Pose(nn.Module):
         layers.append(ConvBNAct(setting[-1][3], last, 1, act=nn.Hardswish))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.linear_reg = nn.Linear(last, num_outputs)
+        self.head_layout = head
+        if head == "mlp":
+            self.linear_reg: nn.Module = nn.Sequential(nn.Linear(last, head_hidden), nn.Hardswish(inplace=True),
+                                                       nn.Linear(head_hidden, num_outputs))
+        else:
+            self.linear_reg = nn.Linear(last, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_reg(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def build_pose_model(model_id: str) -> nn.Module:
-    """A freshly initialised pose network of a registered backbone (eval mode, 6D output)."""
+def head_layouts(model_id: str) -> tuple:
+    """The ``linear_reg`` layouts a backbone can have, the default (current upstream) first."""
+    return HEAD_LAYOUTS if get_spec(model_id).family == "mobilenetv3" else ("linear",)
+
+
+def build_pose_model(model_id: str, head: Optional[str] = None) -> nn.Module:
+    """A freshly initialised pose network of a registered backbone (eval mode, 6D output).
+
+    Parameters
+    ----------
+    head : str, optional
+        ``linear_reg`` layout, one of :func:`head_layouts` (default: the current upstream one).
+    """
     spec = get_spec(model_id)
     if spec.task != "head_pose":
         raise UnknownModelError(f"'{model_id}' is a {spec.task} model, not a pose backbone")
+    layouts = head_layouts(model_id)
+    if head is not None and head not in layouts:
+        raise ValueError(f"'{model_id}' has no '{head}' head layout: expected one of {', '.join(layouts)}")
     if spec.family == "resnet":
         model: nn.Module = ResNetPose(**spec.arch)
     elif spec.family == "mobilenetv2":
         model = MobileNetV2Pose()
     else:
-        model = MobileNetV3Pose(**spec.arch)
+        model = MobileNetV3Pose(**spec.arch, head=head or layouts[0])
     return model.eval()
 
 

@@ -22,12 +22,42 @@ POSE_INPUT = "input"
 POSE_OUTPUT = "ortho6d"
 
 
+def external_data_files(path: Union[str, Path]) -> List[Path]:
+    """The external weight files an ONNX file refers to (torch's dynamo exporter writes ``model.onnx.data``).
+
+    Raises
+    ------
+    InputError
+        When the file is not ONNX, or a referenced data file is missing beside it (naming it and what to do).
+    """
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise InputError(f"'{path}' could not be read as an ONNX model ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); expected a .onnx file") from None
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    locations = sorted({ExternalDataInfo(t).location for t in tensors if uses_external_data(t)})
+    files = [path.parent / loc for loc in locations]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"ONNX file '{path}' keeps its weights in the external data file(s) "
+                         f"{', '.join(repr(f.name) for f in missing)}, not found in '{path.parent}' (torch's dynamo "
+                         f"exporter writes '<model>.onnx.data' beside '<model>.onnx'): copy the data file next to the "
+                         f".onnx under the same name, or re-export with external_data=False")
+    return files
+
+
 def load_onnx(path: Union[str, Path]):
-    """Read an ONNX file, raising :class:`InputError` (not a protobuf trace) when it is not one."""
+    """Read an ONNX file with its external data, raising :class:`InputError` (not a protobuf trace) when it
+    is not one or its external data file is missing."""
     import onnx
     path = Path(path)
     if not path.is_file():
         raise InputError(f"ONNX file '{path}' does not exist: expected a .onnx model file")
+    external_data_files(path)
     try:
         model = onnx.load(str(path))
     except Exception as e:  # protobuf DecodeError and friends
@@ -154,8 +184,12 @@ def cut_pose_onnx(src: Union[str, Path], dst: Union[str, Path]) -> dict:
     del g.value_info[:]
     onnx.checker.check_model(extracted)
     onnx.save(extracted, str(dst))
-    log.info("cut pose ONNX %s at '%s' (was %s)", Path(src).name, cut, [o.name for o in model.graph.output])
-    return {"cut_at": cut, "source_outputs": [o.name for o in model.graph.output], "source_input": in_name}
+    linears = sum(n.op_type in ("Gemm", "MatMul") for n in g.node)
+    head = "mlp" if linears >= 2 else "linear"
+    log.info("cut pose ONNX %s at '%s' (was %s); head: %d linear layer(s)", Path(src).name, cut,
+             [o.name for o in model.graph.output], linears)
+    return {"cut_at": cut, "source_outputs": [o.name for o in model.graph.output], "source_input": in_name,
+            "head": head}
 
 
 def onnx_input_shape(model) -> List:

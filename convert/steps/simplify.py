@@ -38,10 +38,11 @@ def simplify(src: Union[str, Path], dst: Union[str, Path]) -> Path:
     pools = zero_pad_maxpool(simplified)
     resizes = nearest_upsample_as_transposed_conv(simplified)
     avgpools = average_pool_as_depthwise_conv(simplified)
+    hard = hard_activations_decomposed(simplified)
     onnx.save(simplified, str(dst))
     log.info("simplified %s: %d -> %d nodes (%d padded MaxPool after ReLU given an explicit zero Pad, "
-             "%d nearest 2x Resize as an identity ConvTranspose, %d AveragePool as a depthwise Conv)",
-             Path(src).name, before, after, pools, resizes, avgpools)
+             "%d nearest 2x Resize as an identity ConvTranspose, %d AveragePool as a depthwise Conv, "
+             "%d HardSwish/HardSigmoid decomposed)", Path(src).name, before, after, pools, resizes, avgpools, hard)
     return Path(dst)
 
 
@@ -196,3 +197,52 @@ def nearest_upsample_as_transposed_conv(model) -> int:
         return [helper.make_node("ConvTranspose", [node.input[0], taps], list(node.output), name=f"{name}_up2",
                                  kernel_shape=[2, 2], strides=[2, 2])]
     return _rewrite(model, "Resize", replace)
+
+
+def hard_activations_decomposed(model) -> int:
+    """Rewrite ``HardSwish`` and ``HardSigmoid`` nodes as ADD/RELU/SUB/MUL (and CLIP) nodes, in place.
+
+    The same functions, written as :class:`~headpose.convert.models.pose.DecomposedHardswish` and
+    ``DecomposedHardsigmoid`` write them for checkpoints: ``x * (relu(x + 3) - relu(x - 3)) * (1/6)``
+    and ``clip(alpha * x + beta, 0, 1)`` (``clip(x + 3, 0, 6) * (1/6)`` for PyTorch's alpha = 1/6,
+    beta = 1/2). LiteRT's XNNPACK runs no int8 HARD_SWISH, so every one left in a MobileNetV3 graph
+    (an upstream ``.onnx`` export holds them natively) split the int8 graph into its own partition.
+
+    Returns
+    -------
+    int
+        How many nodes were rewritten.
+    """
+    from onnx import helper
+    names = {}
+
+    def const(graph, value: float, tag: str) -> str:
+        if tag not in names:
+            names[tag] = graph.add_const(np.array(value, np.float32), f"hard_act_{tag}")
+        return names[tag]
+
+    def hardswish(node, attrs, graph):
+        x, y, n = node.input[0], node.output[0], node.name or node.output[0]
+        three, sixth = const(graph, 3.0, "three"), const(graph, 1.0 / 6.0, "sixth")
+        return [helper.make_node("Add", [x, three], [f"{n}_p3"]),
+                helper.make_node("Relu", [f"{n}_p3"], [f"{n}_r1"]),
+                helper.make_node("Sub", [x, three], [f"{n}_m3"]),
+                helper.make_node("Relu", [f"{n}_m3"], [f"{n}_r2"]),
+                helper.make_node("Sub", [f"{n}_r1", f"{n}_r2"], [f"{n}_gate"]),
+                helper.make_node("Mul", [x, f"{n}_gate"], [f"{n}_xg"]),
+                helper.make_node("Mul", [f"{n}_xg", sixth], [y], name=n)]
+
+    def hardsigmoid(node, attrs, graph):
+        x, y, n = node.input[0], node.output[0], node.name or node.output[0]
+        alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+        if abs(alpha - 1.0 / 6.0) < 1e-6 and abs(beta - 0.5) < 1e-6:
+            return [helper.make_node("Add", [x, const(graph, 3.0, "three")], [f"{n}_p3"]),
+                    helper.make_node("Clip", [f"{n}_p3", const(graph, 0.0, "zero"), const(graph, 6.0, "six")],
+                                     [f"{n}_c"]),
+                    helper.make_node("Mul", [f"{n}_c", const(graph, 1.0 / 6.0, "sixth")], [y], name=n)]
+        return [helper.make_node("Mul", [x, graph.add_const(np.array(alpha, np.float32), f"{n}_alpha")], [f"{n}_ax"]),
+                helper.make_node("Add", [f"{n}_ax", graph.add_const(np.array(beta, np.float32), f"{n}_beta")],
+                                 [f"{n}_axb"]),
+                helper.make_node("Clip", [f"{n}_axb", const(graph, 0.0, "zero"), const(graph, 1.0, "one")], [y],
+                                 name=n)]
+    return _rewrite(model, "HardSwish", hardswish) + _rewrite(model, "HardSigmoid", hardsigmoid)

@@ -1,11 +1,13 @@
 """Key compatibility of the six backbones and the loader's error messages."""
 
+import argparse
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from headpose.convert.checkpoint import load_pose_model, read_state_dict, suggest_backbone
+from headpose.convert.checkpoint import load_pose_checkpoint, load_pose_model, read_state_dict, suggest_backbone
 from headpose.convert.models import build_pose_model
 from headpose.runtime.errors import CheckpointError, UnknownModelError
 from headpose.runtime.registry import POSE_MODELS
@@ -20,11 +22,16 @@ UPSTREAM = {
     "mobilenetv2": (314, 2231558, {"features.0.0.weight": (32, 3, 3, 3), "features.1.conv.0.0.weight": (32, 1, 3, 3),
                                    "features.17.conv.3.weight": (320,), "features.18.0.weight": (1280, 320, 1, 1),
                                    "linear_reg.weight": (6, 1280)}),
-    "mobilenetv3_small": (242, 930470, {"features.1.block.1.fc1.weight": (8, 16, 1, 1),
-                                        "features.12.0.weight": (576, 96, 1, 1), "linear_reg.weight": (6, 576)}),
-    "mobilenetv3_large": (310, 2977718, {"features.4.block.2.fc1.weight": (24, 72, 1, 1),
-                                         "features.16.0.weight": (960, 160, 1, 1), "linear_reg.weight": (6, 960)}),
+    # the current upstream head: linear_reg = Sequential(Linear(576|960, 1024|1280), Hardswish, Linear(., 6))
+    "mobilenetv3_small": (244, 1524006, {"features.1.block.1.fc1.weight": (8, 16, 1, 1),
+                                         "features.12.0.weight": (576, 96, 1, 1), "linear_reg.0.weight": (1024, 576),
+                                         "linear_reg.2.weight": (6, 1024)}),
+    "mobilenetv3_large": (312, 4209718, {"features.4.block.2.fc1.weight": (24, 72, 1, 1),
+                                         "features.16.0.weight": (960, 160, 1, 1), "linear_reg.0.weight": (1280, 960),
+                                         "linear_reg.2.weight": (6, 1280)}),
 }
+# the earlier single-Linear MobileNetV3 head (before upstream's "Change regression layer for mobilenetv3")
+LEGACY_V3 = {"mobilenetv3_small": (242, 930470, (6, 576)), "mobilenetv3_large": (310, 2977718, (6, 960))}
 
 
 @pytest.mark.parametrize("model_id", POSE_MODELS)
@@ -36,6 +43,25 @@ def test_state_dict_layout(model_id):
     assert sum(p.numel() for p in net.parameters()) == params
     for k, shape in keys.items():
         assert tuple(sd[k].shape) == shape, k
+
+
+@pytest.mark.parametrize("model_id", sorted(LEGACY_V3))
+def test_both_mobilenetv3_heads_load_strictly_and_say_which(model_id, tmp_path, caplog):
+    n, params, shape = LEGACY_V3[model_id]
+    old = build_pose_model(model_id, head="linear")
+    assert len(old.state_dict()) == n and sum(p.numel() for p in old.parameters()) == params
+    assert tuple(old.state_dict()["linear_reg.weight"].shape) == shape
+    for head, net in (("linear", old), ("mlp", build_pose_model(model_id))):
+        p = tmp_path / f"{head}.pt"
+        torch.save(net.state_dict(), p)
+        with caplog.at_level("INFO", logger="headpose.convert.checkpoint"):
+            model, info = load_pose_checkpoint(model_id, p)
+        assert info.head == head and f"head layout '{head}'" in caplog.text
+        assert set(model.state_dict()) == set(net.state_dict())
+        assert suggest_backbone(net.state_dict()) == model_id
+    # the current head: Linear -> Hardswish -> Linear, no dropout (eval and train give the same output)
+    head = build_pose_model(model_id).linear_reg
+    assert [type(m).__name__ for m in head] == ["Linear", "Hardswish", "Linear"]
 
 
 def test_batchnorm_eps_as_upstream():
@@ -93,13 +119,21 @@ def test_missing_corrupt_and_unsafe_files(tmp_path):
     with pytest.raises(CheckpointError, match="could not be read"):
         load_pose_model("resnet18", bad)
 
+    marker = tmp_path / "pwned"
+
     class Evil:
         def __reduce__(self):
-            return (print, ("pwned",))
-    evil = tmp_path / "evil.pt"
-    torch.save({"model": Evil()}, evil)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
-        read_state_dict(evil)
+            return (Path.touch, (marker,))
+    sd = build_pose_model("resnet18").state_dict()
+    for name, payload in (("reduce", {"model": Evil()}),
+                          ("reduce-in-args", {"model": sd, "args": Evil()}),
+                          ("other-global", {"model": sd, "args": Path("/etc/passwd")}),
+                          ("namespace-holding-other-global", {"model": sd, "args": argparse.Namespace(p=Path("/x"))})):
+        evil = tmp_path / f"{name}.pt"
+        torch.save(payload, evil)
+        with pytest.raises(CheckpointError, match="weights_only=True"):
+            read_state_dict(evil)
+        assert not marker.exists(), f"{name}: the payload ran"
     notsd = tmp_path / "list.pt"
     torch.save([1, 2, 3], notsd)
     with pytest.raises(CheckpointError, match="expected a state_dict"):
@@ -122,3 +156,22 @@ def test_shipped_students_match_their_sidecars(student):
     assert side["file"] == student and side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     load_pose_model(side["model"], path)
     assert side["validation"]["vs_teacher"]["unseen_people"]["mae_mean"] <= 6.0
+
+
+def test_upstream_training_checkpoint_loads_with_epoch_and_args(tmp_path):
+    """upstream main.py's {'epoch', 'model', 'optimizer', 'lr_scheduler', 'args'}: args is an argparse.Namespace."""
+    from tests.convert.upstream import upstream_state_dict, write_training_checkpoint
+    p = write_training_checkpoint("mobilenetv3_small", tmp_path / "last_checkpoint.ckpt", seed=3, epoch=12)
+    with pytest.raises(Exception, match="Namespace"):  # plain weights_only rejects it: the loader must allow it
+        torch.load(p, weights_only=True)
+    model, info = load_pose_checkpoint("mobilenetv3_small", p)
+    assert info.kind == "training_checkpoint" and info.entry == "model" and info.epoch == 12 and info.head == "mlp"
+    assert info.args["network"] == "mobilenetv3_small" and info.args["milestones"] == [10, 20]
+    assert info.other_keys == ["args", "epoch", "lr_scheduler", "optimizer"]
+    json.dumps(info.to_dict())  # JSON-safe, for the manifest
+    sd = upstream_state_dict("mobilenetv3_small", seed=3)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+    # the allow-list was scoped to that load: torch's global list is unchanged
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()
+    with pytest.raises(Exception, match="Namespace"):
+        torch.load(p, weights_only=True)
