@@ -19,12 +19,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _export_dirs() -> List[Path]:
-    """Folders searched for default artifacts, in order."""
-    dirs = []
+    """Folders searched for default artifacts, in order: ``$HEADPOSE_WEIGHTS_DIR/exports`` alone when
+    that variable is set (it is also where they are built), else ``./weights/exports`` and then the
+    checkout's ``weights/exports``."""
     env = os.environ.get("HEADPOSE_WEIGHTS_DIR")
     if env:
-        dirs.append(Path(env) / "exports")
-    dirs += [Path.cwd() / "weights" / "exports", PROJECT_ROOT / "weights" / "exports"]
+        return [Path(env) / "exports"]
+    dirs = [Path.cwd() / "weights" / "exports", PROJECT_ROOT / "weights" / "exports"]
     out = []
     for d in dirs:
         if d.resolve() not in [o.resolve() for o in out]:
@@ -56,8 +57,9 @@ def default_source() -> str:
 def default_artifacts() -> Tuple[Path, Path]:
     """The detector and pose artifact directories ``headpose run`` uses without ``--detector/--pose``.
 
-    Looks for the registry's defaults (``scrfd_2.5g-640-tflite-fp32``, ``mobilenetv3_small-224-tflite-fp32``) under
-    ``$HEADPOSE_WEIGHTS_DIR/exports``, ``./weights/exports`` and the checkout's ``weights/exports``.
+    Looks for the registry's defaults (``scrfd_2.5g-640-tflite-fp32``, ``mobilenetv3_small-224-tflite-fp32``) in
+    ``$HEADPOSE_WEIGHTS_DIR/exports`` only when that is set, else in ``./weights/exports`` and then the
+    checkout's ``weights/exports`` (see :func:`_export_dirs`).
 
     Returns
     -------
@@ -100,32 +102,46 @@ def default_artifacts() -> Tuple[Path, Path]:
 
 
 class _FrameBoundaryInterrupt:
-    """First Ctrl-C: finish the current frame (all sinks written), then stop. Second: stop at once.
+    """Ctrl-C (SIGINT), SIGTERM (``systemctl stop``, ``kill``) or SIGHUP (a closed SSH session): finish
+    the current frame (all sinks written), then stop; the exit code is 128 + the signal's number
+    (130, 143, 129). A second signal stops at once (the outputs are still closed and published).
 
-    Installed only in the main thread and only where SIGINT is not ignored (a background job keeps
-    ignoring it); :meth:`restore` puts the previous handler back.
+    Installed only in the main thread and only for signals that are not ignored (a background job
+    keeps ignoring SIGINT, ``nohup`` SIGHUP); :meth:`restore` puts the previous handlers back.
     """
+
+    NAMES = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 
     def __init__(self) -> None:
         import signal
         import threading
         self.requested = False
-        self._old = None
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            self._old = signal.signal(signal.SIGINT, self._handle)
+        self.signum = signal.SIGINT
+        self._old = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)  # no SIGHUP on Windows
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        log.info("Ctrl-C: finishing this frame, then closing the outputs (Ctrl-C again to stop at once)")
+        import signal
+        self.requested, self.signum = True, signum
+        log.info("%s: finishing this frame, then closing the outputs (again to stop at once)",
+                 self.NAMES.get(signal.Signals(signum).name, signum))
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
 
     def restore(self) -> None:
-        if self._old is not None:
-            import signal
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 def add_parser(sub) -> None:
@@ -198,14 +214,22 @@ def _first_minute_sinks(src) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the pipeline over ``args.source``; returns the exit code (130 after Ctrl-C)."""
+    """Run the pipeline over ``args.source``; returns the exit code (130/143/129 after SIGINT/SIGTERM/SIGHUP).
+
+    Raises
+    ------
+    SinkError
+        An output that overlaps another or the source, cannot be written, or could not be published.
+    """
+    import sys
     from .estimator import EstimatorOptions, HeadPoseEstimator, STAGES
-    from .sinks import CsvSink, JsonlSink, VideoSink, WindowSink
+    from .sinks import STDOUT, CsvSink, JsonlSink, SinkError, VideoSink, WindowSink, check_outputs
     from .sources import open_source
 
     options = EstimatorOptions(threads=args.threads, xnnpack=args.xnnpack, detect_every=args.detect_every,
                                smooth=args.smooth, max_faces=args.max_faces, score_threshold=args.score_threshold,
                                use_opencv=args.use_opencv, draw=args.draw).validate()
+    check_outputs({"--output": args.output, "--jsonl": args.jsonl, "--csv": args.csv}, args.source)
     if args.detector and args.pose:
         det_dir, pose_dir = Path(args.detector), Path(args.pose)
     else:
@@ -247,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("detector %s, pose %s, source %s", est.detector.manifest.id, est.pose.manifest.id, src.description)
         t_start = time.perf_counter()
         for fr in src:
+            if stop.requested:  # a signal while loading or reading: no frame after it
+                break
             if src.independent:  # unrelated images: no tracking or smoothing across them
                 est.reset()
             t0 = time.perf_counter()
@@ -271,23 +297,33 @@ def run(args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         stop.restore()
+        interrupted = interrupted or stop.requested
         wall = time.perf_counter() - t_start
         if bar is not None:
             bar.close()
-        for s in sinks:  # renames the finished files into place, also after Ctrl-C
+        close_errors, failing = [], sys.exc_info()[0] is not None
+        for s in sinks:  # renames the finished files into place, also after a signal
             try:
                 s.close()
             except Exception as e:  # keep closing the others
-                log.error("closing %s failed: %s", type(s).__name__, e)
+                close_errors.append(str(e))
+                if failing:  # another error ends the run: say this one here
+                    log.error("closing %s failed: %s", type(s).__name__, e)
         if src is not None:
             src.close()
         if est is not None:
             est.close()
     fps = frames / wall if wall > 0 and frames else 0.0
     per = ", ".join(f"{k} {stage_sum[k] / frames:.1f}" for k in STAGES) if frames else "-"
-    print(f"headpose run: {frames} frames, {faces_total} faces, {fps:.1f} FPS end-to-end ({wall:.1f} s); "
-          f"mean ms per frame: {per}" + (" (interrupted)" if interrupted else ""))
+    summary = sys.stderr if STDOUT in (args.jsonl, args.csv) else sys.stdout  # stdout carries the records
+    try:
+        print(f"headpose run: {frames} frames, {faces_total} faces, {fps:.1f} FPS end-to-end ({wall:.1f} s); "
+              f"mean ms per frame: {per}" + (" (interrupted)" if interrupted else ""), file=summary, flush=True)
+    except OSError:  # the terminal is gone (SIGHUP) or the pipe closed
+        pass
+    if close_errors:
+        raise SinkError("; ".join(close_errors))
     if stills and stills[0].written:
         print(f"headpose run: {len(stills[0].written)} annotated image(s) in {stills[0].folder}/ "
               f"(--jsonl FILE / --csv FILE write the records)")
-    return 130 if interrupted else 0
+    return stop.exit_code if interrupted else 0

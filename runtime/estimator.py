@@ -148,6 +148,9 @@ class HeadPoseEstimator:
     """
 
     def __init__(self, detector: FaceDetector, pose: PoseEstimator, options: Optional[EstimatorOptions] = None):
+        if options is not None and not isinstance(options, EstimatorOptions):
+            raise InputError(f"options must be an EstimatorOptions (e.g. EstimatorOptions(threads=4)) or None, "
+                             f"found {type(options).__name__} {options!r}")
         self.options = (options or EstimatorOptions()).validate()
         self.detector = detector
         self.pose = pose
@@ -168,6 +171,9 @@ class HeadPoseEstimator:
         ManifestError
             Missing or malformed manifest, or an artifact of the wrong task (a pose model as detector).
         """
+        if options is not None and not isinstance(options, EstimatorOptions):
+            raise InputError(f"options must be an EstimatorOptions (e.g. EstimatorOptions(threads=4)) or None, "
+                             f"found {type(options).__name__} {options!r}")
         o = (options or EstimatorOptions()).validate()
         det = detector if isinstance(detector, FaceDetector) else FaceDetector(
             detector, o.threads, o.xnnpack, o.score_threshold, o.max_faces, o.use_opencv)
@@ -181,7 +187,8 @@ class HeadPoseEstimator:
         Parameters
         ----------
         frame : ndarray, (H, W, 3) uint8 in ``color`` order; grey (H, W) / (H, W, 1) and 4-channel
-            (alpha dropped) frames are accepted
+            (alpha dropped) frames are accepted; float frames in 0..1 are scaled by 255, other
+            float/integer frames must lie in 0..255 (a uint16 image raises :class:`InputError`)
         color : ``"BGR"`` (OpenCV) or ``"RGB"``
         timestamp : float, optional
             Seconds, for the smoothing filter; ``time.monotonic()`` when omitted.
@@ -195,8 +202,7 @@ class HeadPoseEstimator:
         InputError
             A frame that is not an image, or an unknown colour order.
         """
-        if self.detector is None:
-            raise HeadposeError("this HeadPoseEstimator was closed; create a new one with from_artifacts()")
+        self._check_open()
         if not isinstance(color, str) or color.upper() not in ("BGR", "RGB"):
             raise InputError(f"color must be 'BGR' or 'RGB', found {color!r}")
         color = color.upper()
@@ -239,9 +245,14 @@ class HeadPoseEstimator:
 
     def annotate(self, frame: np.ndarray, faces: List[Face], color: str = "BGR") -> np.ndarray:
         """Draw the faces on ``frame`` in place (``options.draw``) and return it."""
+        self._check_open()
         return annotate(frame, faces, self.options.draw, color, self.options.use_opencv, self.pose.margin)
 
     # -- state --------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.detector is None:
+            raise HeadposeError("this HeadPoseEstimator was closed; create a new one with from_artifacts()")
+
     def _reset_tracks(self) -> None:
         self.tracker.reset()
         self.smoothers.clear()

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import HeadposeError, ManifestError
-from .manifest import Manifest
+from .manifest import Manifest, verify_model_file
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,24 @@ def interpreter_version() -> str:
     return "unknown"
 
 
-def make_interpreter(model_path: str, num_threads: int = 1, xnnpack: bool = True):
+def make_interpreter(model_path: str, num_threads: int = 1, xnnpack: bool = True,
+                     model_content: Optional[bytes] = None):
     """Create and allocate an interpreter for a ``.tflite`` file.
 
     Parameters
     ----------
+    model_path : path
+        The ``.tflite`` file (named in messages; read only when ``model_content`` is None).
     num_threads : int
         CPU threads for XNNPACK and the built-in kernels.
     xnnpack : bool
         ``False`` runs the built-in reference kernels only (for comparison benchmarks).
+    model_content : bytes, optional
+        The file's bytes, already read (and checked, see :func:`~headpose.runtime.manifest.verify_model_file`).
     """
     mod = _interpreter_module()
-    kwargs = {"model_path": str(model_path), "num_threads": int(num_threads)}
+    source = {"model_path": str(model_path)} if model_content is None else {"model_content": model_content}
+    kwargs = {**source, "num_threads": int(num_threads)}
     if not xnnpack:
         kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
@@ -84,7 +90,10 @@ class TFLiteModel:
         self.manifest = manifest
         self.num_threads = num_threads
         self.xnnpack = xnnpack
-        self.interpreter = make_interpreter(manifest.model_path, num_threads, xnnpack)
+        # the file is checked against the manifest's size and sha256 before the interpreter sees it (a
+        # damaged .tflite can segfault it); a conversion's in-memory manifest (no sha256 yet) is not
+        content = verify_model_file(manifest) if manifest.file_sha256 else None
+        self.interpreter = make_interpreter(manifest.model_path, num_threads, xnnpack, model_content=content)
         self._bind()
 
     def _bind(self) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ MANIFEST_NAME = "manifest.json"
 TASKS = ("head_pose", "face_detection")
 FORMATS = ("onnx", "tflite", "coreml")
 LAYOUTS = ("NHWC", "NCHW")
+DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64")
 
 
 @dataclass
@@ -159,6 +161,7 @@ class Manifest:
             raise ManifestError(f"{where}: task {d['task']!r} is not one of {', '.join(TASKS)}")
         if d["format"] not in FORMATS:
             raise ManifestError(f"{where}: format {d['format']!r} is not one of {', '.join(FORMATS)}")
+        _check_fields(d, where)
         try:
             inp = TensorSpec(**d["input"])
             outs = [TensorSpec(**o) for o in d["outputs"]]
@@ -167,11 +170,131 @@ class Manifest:
         if inp.layout not in LAYOUTS or inp.mean is None or inp.std is None or inp.color not in ("RGB", "BGR"):
             raise ManifestError(f"{where}: input must give layout (NHWC/NCHW), color (RGB/BGR), mean and std; "
                                 f"found layout={inp.layout!r} color={inp.color!r}")
-        if not outs:
-            raise ManifestError(f"{where}: lists no outputs")
         known = {f.name for f in cls.__dataclass_fields__.values()} - {"directory", "input", "outputs"}
         kwargs = {k: v for k, v in d.items() if k in known}
         return cls(input=inp, outputs=outs, **kwargs)
+
+
+def _bad(where: str, field_name: str, expected: str, value: Any) -> ManifestError:
+    return ManifestError(f"{where}: field '{field_name}' must be {expected}, found {value!r}; re-create the "
+                         f"artifact with `headpose convert` (or restore its manifest.json)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _check_tensor(t: Any, where: str, name: str, is_input: bool) -> None:
+    """Types and ranges of one tensor description (see :class:`TensorSpec`)."""
+    if not isinstance(t, dict):
+        raise _bad(where, name, "a JSON object", t)
+    if not isinstance(t.get("name"), str) or not t["name"]:
+        raise _bad(where, f"{name}.name", "a non-empty string", t.get("name"))
+    shape = t.get("shape")
+    if not isinstance(shape, list) or not shape or not all(_is_int(v) and v > 0 for v in shape):
+        raise _bad(where, f"{name}.shape", "a list of positive integers", shape)
+    if t.get("dtype", "float32") not in DTYPES:
+        raise _bad(where, f"{name}.dtype", f"one of {', '.join(DTYPES)}", t.get("dtype"))
+    if not isinstance(t.get("role", ""), str):
+        raise _bad(where, f"{name}.role", "a string", t.get("role"))
+    stride = t.get("stride")
+    if stride is not None and not (_is_int(stride) and stride > 0):
+        raise _bad(where, f"{name}.stride", "a positive integer or null", stride)
+    q = t.get("quantization")
+    if q is not None and not (isinstance(q, dict) and _is_number(q.get("scale")) and q["scale"] > 0
+                              and _is_int(q.get("zero_point"))):
+        raise _bad(where, f"{name}.quantization", "null or {\"scale\": positive number, \"zero_point\": integer}", q)
+    if is_input:
+        if len(shape) != 4:
+            raise _bad(where, f"{name}.shape", "4 dimensions (batch, height, width, channels in layout order)", shape)
+        for key, low in (("mean", None), ("std", 0.0)):
+            v = t.get(key)
+            if not (isinstance(v, list) and len(v) == 3 and all(_is_number(x) and (low is None or x > low) for x in v)):
+                raise _bad(where, f"{name}.{key}", "a list of 3 finite numbers" + (" > 0" if low is not None else ""), v)
+
+
+def _check_fields(d: Dict[str, Any], where: str) -> None:
+    """Type and range of every field a runtime reads; raises :class:`ManifestError` naming the first bad one."""
+    for k in ("id", "model", "precision"):
+        if not isinstance(d[k], str) or not d[k]:
+            raise _bad(where, k, "a non-empty string", d[k])
+    f = d["file"]
+    if not isinstance(f, str) or not f or f in (".", "..") or "/" in f or "\\" in f:
+        raise _bad(where, "file", "the name of a file inside the artifact directory", f)
+    sha, nbytes = d.get("file_sha256", ""), d.get("file_bytes", 0)
+    if d["format"] == "tflite" or sha or nbytes:
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise _bad(where, "file_sha256", "the model file's sha256 (64 lowercase hex digits)", sha)
+        if not (_is_int(nbytes) and nbytes > 0):
+            raise _bad(where, "file_bytes", "the model file's size in bytes (a positive integer)", nbytes)
+    _check_tensor(d["input"], where, "input", is_input=True)
+    if not isinstance(d["outputs"], list) or not d["outputs"]:
+        raise _bad(where, "outputs", "a non-empty list of tensor descriptions", d["outputs"])
+    for i, o in enumerate(d["outputs"]):
+        _check_tensor(o, where, f"outputs[{i}]", is_input=False)
+    for k in ("decode", "quantization", "source", "tools", "parity"):
+        if k in d and not isinstance(d[k], dict):
+            raise _bad(where, k, "a JSON object", d[k])
+    if "created_utc" in d and not isinstance(d["created_utc"], str):
+        raise _bad(where, "created_utc", "a string", d["created_utc"])
+    _check_decode(d["decode"], where)
+
+
+def _check_decode(dec: Dict[str, Any], where: str) -> None:
+    """The decode facts the runtime uses: SCRFD strides/anchors/thresholds, the pose crop margin."""
+    def number(key: str, value: Any, low: float, high: float) -> None:
+        if not (_is_number(value) and low <= value <= high):
+            raise _bad(where, f"decode.{key}", f"a number in {low:g}..{high:g}", value)
+
+    if dec.get("kind") == "scrfd":
+        strides = dec.get("strides")
+        if not (isinstance(strides, list) and strides and all(_is_int(s) and s > 0 for s in strides)):
+            raise _bad(where, "decode.strides", "a list of positive integers", strides)
+        if not (_is_int(dec.get("anchors_per_cell")) and dec["anchors_per_cell"] > 0):
+            raise _bad(where, "decode.anchors_per_cell", "a positive integer", dec.get("anchors_per_cell"))
+        for key in ("score_threshold", "nms_threshold"):
+            number(key, dec.get(key), 0.0, 1.0)
+    elif dec.get("kind") == "ortho6d":
+        crop = dec.get("crop")
+        if not isinstance(crop, dict):
+            raise _bad(where, "decode.crop", "a JSON object with the crop margin", crop)
+        number("crop.margin", crop.get("margin"), 0.0, 10.0)
+
+
+def verify_model_file(m: "Manifest") -> bytes:
+    """Read the model file and check it against ``file_bytes`` and ``file_sha256``; return its bytes.
+
+    Run before the file reaches the interpreter: a truncated or damaged ``.tflite`` can crash the
+    interpreter (segfault) or run with silently wrong weights. The bytes returned are the ones
+    checked, so the interpreter gets exactly those (no window in which the file could change).
+
+    Raises
+    ------
+    ManifestError
+        The file is missing, unreadable, of another size or another sha256 than the manifest records.
+    """
+    path = m.model_path
+    fix = (f"the file is damaged or was replaced: copy the artifact again, or re-create it with "
+           f"`headpose convert {m.model} ... --force`")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"artifact '{m.id}': cannot read model file '{path}' ({e.strerror or e})") from None
+    if not m.file_sha256 or not m.file_bytes:
+        raise ManifestError(f"artifact '{m.id}': the manifest records no file_sha256/file_bytes for '{m.file}', "
+                            f"so the model file cannot be checked; re-create the artifact with `headpose convert`")
+    if len(data) != m.file_bytes:
+        raise ManifestError(f"artifact '{m.id}': model file '{path}' has {len(data)} bytes, the manifest "
+                            f"records {m.file_bytes}; {fix}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != m.file_sha256:
+        raise ManifestError(f"artifact '{m.id}': model file '{path}' has sha256 {digest[:16]}..., the manifest "
+                            f"records {m.file_sha256[:16]}...; {fix}")
+    return data
 
 
 def sha256_file(path: Union[str, os.PathLike]) -> str:

@@ -26,19 +26,38 @@ def opencv_available() -> bool:
     return _cv2 is not None
 
 
+def _to_uint8(frame: np.ndarray) -> np.ndarray:
+    """A float/integer frame as uint8 (see :func:`as_three_channels` for the rules)."""
+    if frame.dtype == np.bool_ or not np.issubdtype(frame.dtype, np.number) or np.iscomplexobj(frame):
+        raise InputError(f"expected a uint8 frame, found dtype {frame.dtype}")
+    lo, hi = float(frame.min()), float(frame.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"expected a uint8 frame, found a {frame.dtype} frame holding NaN or infinity")
+    if np.issubdtype(frame.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return np.round(frame * 255.0).astype(np.uint8)  # 0..1 images (scikit-image, PIL -> float)
+    if lo < 0.0 or hi > 255.0:
+        hint = (" (16-bit image? convert it first, e.g. (img >> 8).astype(np.uint8))"
+                if frame.dtype == np.uint16 else "")
+        raise InputError(f"expected a uint8 frame (0..255), found dtype {frame.dtype} with values {lo:g}..{hi:g}"
+                         f"{hint}; float frames may be 0..1 or 0..255")
+    return np.round(frame).astype(np.uint8)
+
+
 def as_three_channels(frame: np.ndarray) -> np.ndarray:
     """Validate a frame and bring it to (H, W, 3) ``uint8``.
 
     Parameters
     ----------
     frame : ndarray
-        (H, W) or (H, W, 1) grey, (H, W, 3) colour or (H, W, 4) with alpha; ``uint8``, or float in
-        0..255 (converted).
+        (H, W) or (H, W, 1) grey, (H, W, 3) colour or (H, W, 4) with alpha; ``uint8``. Other dtypes
+        are converted only where the meaning is unambiguous: float in 0..1 (its maximum <= 1) is scaled
+        by 255, other float or integer arrays must lie within 0..255 and are rounded to uint8.
 
     Raises
     ------
     InputError
-        For anything that is not an image of those shapes, or an empty one.
+        For anything that is not an image of those shapes, an empty one, or values outside 0..255
+        (uint16 images: convert them first, e.g. ``(img >> 8).astype(np.uint8)`` for 16-bit data).
     """
     if not isinstance(frame, np.ndarray):
         raise InputError(f"expected a frame as a NumPy array (H, W, 3) uint8, found {type(frame).__name__}")
@@ -48,9 +67,7 @@ def as_three_channels(frame: np.ndarray) -> np.ndarray:
         raise InputError(f"expected a frame of shape (H, W, 3) (grey (H, W) and 4-channel are accepted), "
                          f"found shape {frame.shape}")
     if frame.dtype != np.uint8:
-        if not np.issubdtype(frame.dtype, np.number):
-            raise InputError(f"expected a uint8 frame, found dtype {frame.dtype}")
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        frame = _to_uint8(frame)
     if frame.shape[2] == 1:
         frame = np.repeat(frame, 3, axis=2)
     elif frame.shape[2] == 4:

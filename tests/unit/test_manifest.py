@@ -9,10 +9,11 @@ from headpose.runtime.manifest import Manifest, TensorSpec, artifact_id, load_ma
 def _manifest(task="head_pose"):
     return Manifest(
         id=artifact_id("mobilenetv3_small", 224, "tflite", "fp32"), model="mobilenetv3_small", task=task,
-        format="tflite", precision="fp32", file="model.tflite",
+        format="tflite", precision="fp32", file="model.tflite", file_sha256="0" * 64, file_bytes=1,
         input=TensorSpec(name="input", shape=[1, 224, 224, 3], role="image", layout="NHWC", color="RGB",
                          mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
-        outputs=[TensorSpec(name="Identity", shape=[1, 6], role="ortho6d")], decode={"kind": "ortho6d"})
+        outputs=[TensorSpec(name="Identity", shape=[1, 6], role="ortho6d")],
+        decode={"kind": "ortho6d", "crop": {"margin": 0.2}})
 
 
 def test_roundtrip(tmp_path):
