@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -147,8 +148,8 @@ def _cached_face_crops(path: Path, src_sha: str, det_path: Path, size: int, marg
             replay = np.split(dets, np.cumsum(counts)[:-1]) if len(counts) else []
             log.info("face detections of %s from cache %s", path.name, cache)
             return face_crops(path, _ReplayDetector(replay=replay), size=size, margin=margin)
-        except (OSError, KeyError, ValueError) as e:
-            log.warning("ignoring unreadable detection cache %s (%s)", cache, e)
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, damaged
+            log.warning("ignoring unreadable detection cache %s (%s); finding the faces again", cache, e)
     log.info("finding faces in %s for calibration/parity (cached afterwards in %s)", path, cache.parent)
     rec = _ReplayDetector(OnnxFaceDetector(det_path, 640))
     result = face_crops(path, rec, size=size, margin=margin)

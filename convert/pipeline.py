@@ -145,6 +145,9 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     ConversionError
         A failed step or parity gate; no artifact is left behind.
     """
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise InputError(f"--out '{out_dir}' is a file: expected the folder that receives the artifact directory "
+                         f"(created when missing); pass another --out")
     if fmt == "coreml":  # its own route: PyTorch -> coremltools (SCRFD via its ONNX graph replayed in PyTorch)
         from .coreml import convert_coreml
         return convert_coreml(model_id, weights, precision, input_size, out_dir, force, calib, detector, progress)
