@@ -189,14 +189,17 @@ def add_parser(sub) -> None:
 def _live_view(args: argparse.Namespace, src, est):
     """The ``--serve`` sink; prints its URL (with the token) at once, for people and for scripts."""
     import socket
+    import sys
     from .serve import LiveView
+    from .sinks import STDOUT
     live = LiveView(args.serve, token=args.serve_token, fps=args.serve_fps, timings=lambda: est.last_timings,
                     source=src.description)
-    print(f"headpose run: live view at {live.url}", flush=True)
+    out = sys.stderr if STDOUT in (args.jsonl, args.csv) else sys.stdout  # stdout may carry the records
+    print(f"headpose run: live view at {live.url}", file=out, flush=True)
     if live.host in ("0.0.0.0", "::"):
         shown = "[::]" if live.host == "::" else live.host
         print(f"headpose run: from another machine open it with this one's name or address, e.g. "
-              f"{live.url.replace(shown, socket.gethostname(), 1)}", flush=True)
+              f"{live.url.replace(shown, socket.gethostname(), 1)}", file=out, flush=True)
     return live
 
 
@@ -229,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
     options = EstimatorOptions(threads=args.threads, xnnpack=args.xnnpack, detect_every=args.detect_every,
                                smooth=args.smooth, max_faces=args.max_faces, score_threshold=args.score_threshold,
                                use_opencv=args.use_opencv, draw=args.draw).validate()
+    if args.serve:  # a bad --serve/--serve-fps/--serve-token fails before any model loads
+        from .serve import check_options
+        check_options(args.serve, args.serve_fps, args.serve_token)
     check_outputs({"--output": args.output, "--jsonl": args.jsonl, "--csv": args.csv}, args.source)
     if args.detector and args.pose:
         det_dir, pose_dir = Path(args.detector), Path(args.pose)

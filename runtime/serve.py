@@ -32,11 +32,13 @@ The same from the Python API::
 
     with HeadPoseEstimator.from_artifacts(det_dir, pose_dir) as hpe, \\
             LiveView("0.0.0.0:8080", timings=lambda: hpe.last_timings) as view:
-        print("open", view.url)
-        for i, frame in enumerate(frames):
+        print("open", view.url)                   # with the token it generated
+        for i, frame in enumerate(frames):        # BGR frames
+            t0 = time.perf_counter()
             faces = hpe.estimate(frame)
-            image = hpe.annotate(frame, faces) if view.wants_image() else None
-            view.write(i, hpe.last_timings["pose"], faces, image)
+            ms = (time.perf_counter() - t0) * 1e3
+            image = hpe.annotate(frame, faces) if view.wants_image() else None   # only when it is sent
+            view.write(i, ms, faces, image)
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import socket
 import socketserver
@@ -92,6 +95,28 @@ def parse_address(spec) -> Tuple[str, int]:
         raise InputError(f"--serve expects [HOST:]PORT such as 8080, 0.0.0.0:8080 or [::1]:8080 "
                          f"(port 0..65535, 0 = any free port), found {spec!r}")
     return host, int(port)
+
+
+def check_options(address, fps: float = DEFAULT_FPS, token: Optional[str] = None) -> Tuple[str, int]:
+    """Check ``--serve``, ``--serve-fps`` and ``--serve-token`` (before any model loads); returns (host, port).
+
+    Raises
+    ------
+    InputError
+        A malformed address, an fps that is not a positive number, or an empty token.
+    """
+    host, port = parse_address(address)
+    try:
+        ok = math.isfinite(float(fps)) and float(fps) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"--serve-fps must be a number > 0 (most video frames per second sent to the browser), "
+                         f"found {fps!r}")
+    if token is not None and not str(token).strip():
+        raise InputError("--serve-token is empty: give a non-empty token, or leave the option out to get one "
+                         "generated")
+    return host, port
 
 
 def needs_token(host: str) -> bool:
@@ -191,13 +216,9 @@ class LiveView(Sink):
 
     def __init__(self, address="127.0.0.1:8080", token: Optional[str] = None, fps: float = DEFAULT_FPS,
                  timings: Optional[Callable[[], Dict[str, float]]] = None, source: str = "", quality: int = 80):
-        host, port = parse_address(address)
-        if not fps or float(fps) <= 0:
-            raise InputError(f"--serve-fps must be > 0 (frames per second sent to the browser), found {fps}")
+        host, port = check_options(address, fps, token)
         if not 1 <= int(quality) <= 100:
             raise InputError(f"JPEG quality must be in 1..100, found {quality}")
-        if token is not None and not str(token).strip():
-            raise InputError("--serve-token is empty: give a non-empty token or leave the option out to get one")
         self.host = host
         self.token = str(token) if token is not None else (secrets.token_urlsafe(16) if needs_token(host) else None)
         self.interval = 1.0 / float(fps)

@@ -309,3 +309,24 @@ def test_run_serve_off_loopback_prints_a_token_and_refuses_without_it(det_dir, p
     finally:
         out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err[-3000:]
+
+
+@pytest.mark.parametrize("flags, says", [(["--serve", "localhost:http"], r"\[HOST:\]PORT"),
+                                         (["--serve", "8080", "--serve-fps", "0"], "--serve-fps must be"),
+                                         (["--serve", "8080", "--serve-token", " "], "--serve-token is empty")])
+def test_bad_serve_flags_fail_before_any_model_loads(flags, says, tmp_path, capsys):
+    from headpose.cli import main
+    missing = str(tmp_path / "no-such-artifact")
+    assert main(["run", "--detector", missing, "--pose", missing, "--source", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert re.search(says, err) and "no-such-artifact" not in err
+
+
+def test_serve_with_jsonl_on_stdout_keeps_stdout_for_the_records(det_dir, pose_dir, capsys):
+    from headpose.cli import main
+    need_shared(VIDEO)
+    assert main(["run", "--detector", str(det_dir), "--pose", str(pose_dir), "--source", str(VIDEO),
+                 "--max-frames", "3", "--jsonl", "-", "--serve", "127.0.0.1:0"]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == [0, 1, 2]
+    assert "live view at http://127.0.0.1:" in err
