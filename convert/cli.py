@@ -61,11 +61,13 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(line: str) -> None:
         print(f"[convert] {line}", file=sys.stderr, flush=True)
-    out = convert(args.model, args.weights, fmt=args.fmt, precision=args.precision, calib=args.calib,
-                  input_size=args.input_size, out_dir=args.out, force=args.force, detector=args.detector,
-                  progress=progress,
-                  **({} if args.fmt == "coreml" else {"max_int8_error": None if args.max_int8_error < 0
-                                                       else args.max_int8_error,
-                                                       "allow_slow_int8": args.allow_slow_int8}))
+    from .staging import stop_on_signals
+    with stop_on_signals():  # SIGINT/SIGTERM: stop, remove the temporary folders, exit 130/143
+        out = convert(args.model, args.weights, fmt=args.fmt, precision=args.precision, calib=args.calib,
+                      input_size=args.input_size, out_dir=args.out, force=args.force, detector=args.detector,
+                      progress=progress,
+                      **({} if args.fmt == "coreml" else {"max_int8_error": None if args.max_int8_error < 0
+                                                           else args.max_int8_error,
+                                                           "allow_slow_int8": args.allow_slow_int8}))
     print(Path(out))
     return 0

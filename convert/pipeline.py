@@ -28,6 +28,7 @@ from ..runtime.errors import CheckpointError, ConversionError, InputError
 from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, umask_mode, write_json_atomic
 from ..runtime.registry import ModelSpec, get_spec
 from . import calibration as calib_mod
+from . import staging
 from . import parity as parity_mod
 from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod
 
@@ -53,9 +54,11 @@ def tool_versions() -> Dict[str, str]:
 
 @contextlib.contextmanager
 def _step(name: str, timings: Dict[str, float], progress: Optional[Callable[[str], None]] = None):
+    staging.check()  # a signal that onnx2tf's bare excepts swallowed stops here
     log.info("%s ...", name)
     t0 = time.perf_counter()
     yield
+    staging.check()
     dt = time.perf_counter() - t0
     timings[name] = round(dt, 2)
     log.info("%s done in %.1f s", name, dt)
@@ -158,11 +161,12 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     if final.exists() and not force:
         raise ConversionError(f"artifact '{final}' already exists: pass --force to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging.sweep(out_dir)  # leftovers of conversions killed with -9
     timings: Dict[str, float] = {}
     t_start = time.perf_counter()
-    stage = Path(tempfile.mkdtemp(prefix=f".{aid}.", dir=out_dir))  # same filesystem: atomic rename
+    stage = Path(tempfile.mkdtemp(prefix=staging.prefix(aid, "staging"), dir=out_dir))  # same fs: atomic rename
     os.chmod(stage, umask_mode(0o777))  # mkdtemp makes it 0700; the published artifact is readable
-    work = Path(tempfile.mkdtemp(prefix=f"headpose-convert-{aid}-"))
+    work = Path(tempfile.mkdtemp(prefix=staging.prefix(aid, "work"), dir=out_dir))
     keep_work = os.environ.get("HEADPOSE_KEEP_WORK") == "1"
     try:
         job = _Job(spec, src, src_kind, size, fmt, precision, calib, detector, stage, work, timings, progress)
@@ -188,7 +192,7 @@ def _publish(stage: Path, final: Path, force: bool) -> None:
     if final.exists():
         if not force:
             raise ConversionError(f"artifact '{final}' appeared while converting: pass --force to replace it")
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        old = final.with_name(staging.prefix(final.name, "old") + "0")  # restored by staging.sweep if cut here
         os.replace(final, old)
         try:
             os.replace(stage, final)

@@ -78,7 +78,10 @@ def _cache_root() -> Path:
         import atexit
         import shutil
         import tempfile
-        _CACHE_ROOT = Path(tempfile.mkdtemp(prefix="headpose-onnx2tf-"))
+        from .. import staging
+        tmp = Path(tempfile.gettempdir())
+        staging.sweep(tmp)  # the onnx2tf folders of conversions killed with -9
+        _CACHE_ROOT = Path(tempfile.mkdtemp(prefix=staging.prefix("headpose-onnx2tf", "work"), dir=tmp))
         atexit.register(shutil.rmtree, _CACHE_ROOT, True)
     return _CACHE_ROOT
 

@@ -89,9 +89,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except HeadposeError as e:
         print(f"headpose {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # a conversion stopped by SIGTERM carries its signal: exit 143
         print(f"headpose {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", 2)
 
 
 if __name__ == "__main__":
