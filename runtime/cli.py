@@ -321,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
             est.close()
     fps = frames / wall if wall > 0 and frames else 0.0
     per = ", ".join(f"{k} {stage_sum[k] / frames:.1f}" for k in STAGES) if frames else "-"
-    summary = sys.stderr if STDOUT in (args.jsonl, args.csv) else sys.stdout  # stdout carries the records
+    to_stdout = {STDOUT, "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"}
+    summary = sys.stderr if to_stdout & {args.jsonl, args.csv} else sys.stdout  # stdout carries the records
     try:
         print(f"headpose run: {frames} frames, {faces_total} faces, {fps:.1f} FPS end-to-end ({wall:.1f} s); "
               f"mean ms per frame: {per}" + (" (interrupted)" if interrupted else ""), file=summary, flush=True)

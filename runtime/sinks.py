@@ -55,7 +55,10 @@ def _partial(path: Path) -> Path:
 
 
 def _is_special(path: Path) -> bool:
-    """A character device, FIFO or socket (``/dev/stdout``, a named pipe): written in place."""
+    """A character device, FIFO or socket (a named pipe), or anything under ``/dev/`` or ``/proc/``
+    (``/dev/stdout`` may lead to a file the shell redirected to): written in place, never renamed."""
+    if str(path).startswith(("/dev/", "/proc/")):
+        return True
     try:
         return path.exists() and not path.is_file() and not path.is_dir()
     except OSError:
@@ -192,7 +195,8 @@ class _TextSink(_FileSink):
             self.f = sys.stdout
         else:
             try:
-                self.f = open(self.tmp, "w", newline="")
+                # in place: append, so that a shell redirect behind /dev/stdout is neither truncated nor overwritten
+                self.f = open(self.tmp, "a" if self.direct else "w", newline="")
             except OSError as e:
                 raise _write_error(self.path, e) from None
 
