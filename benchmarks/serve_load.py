@@ -77,7 +77,11 @@ def _viewer(port: int, path: str, stop: threading.Event, kbps: Optional[float], 
 
 
 def run_once(config: str, cmd: List[str], slow_kbps: float) -> dict:
-    """One ``headpose run`` under ``config``; returns ``{"frames", "fps", "load"}`` (1-min load average after)."""
+    """One ``headpose run`` under ``config``: ``{"frames", "fps", "cpu_s", "load"}``.
+
+    ``cpu_s`` is the child's user + system CPU time (model loading included, the same in every
+    configuration); ``load`` the 1-minute load average after it.
+    """
     serve = config != "no-serve"
     p = subprocess.Popen(cmd + (["--serve", "127.0.0.1:0"] if serve else []), stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
@@ -98,14 +102,16 @@ def run_once(config: str, cmd: List[str], slow_kbps: float) -> dict:
                 t.start()
             break
     out = "".join(lines) + p.stdout.read()
-    p.wait()
+    _, status, usage = os.wait4(p.pid, 0)  # the child's CPU time: what serving costs, whatever the load
+    p.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
     for t in threads:
         t.join(timeout=5)
     got = parse_summary(out)
     if p.returncode != 0 or got is None:
         raise RuntimeError(f"headpose run ({config}) failed with exit code {p.returncode}: {out[-2000:]}")
-    return {"frames": got[0], "fps": got[1], "load": round(os.getloadavg()[0], 2)}
+    return {"frames": got[0], "fps": got[1], "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "load": round(os.getloadavg()[0], 2)}
 
 
 class _Face:
@@ -152,22 +158,31 @@ def sink_cost(frames: int = 300, size=(720, 1280)) -> Dict[str, float]:
     return out
 
 
-def summarise(runs: Dict[str, List[float]]) -> Dict[str, dict]:
-    """Median FPS per configuration and its change against ``no-serve`` (percent)."""
+def summarise(runs: Dict[str, List[float]], cpu: Optional[Dict[str, List[float]]] = None,
+              frames: int = 0) -> Dict[str, dict]:
+    """Median FPS per configuration and its change against ``no-serve`` (percent); with ``cpu`` (seconds
+    per run) and ``frames``, the median extra CPU ms per frame against ``no-serve`` too."""
     ref = statistics.median(runs["no-serve"]) if runs.get("no-serve") else None
+    cpu_ref = statistics.median(cpu["no-serve"]) if cpu and cpu.get("no-serve") else None
     out = {}
     for config, fps in runs.items():
         med = statistics.median(fps)
         out[config] = {"fps_median": round(med, 2), "fps_runs": fps,
                        "change_pct": round(100.0 * (med - ref) / ref, 1) if ref else None}
+        if cpu_ref is not None and frames and cpu.get(config):
+            out[config]["cpu_s_runs"] = cpu[config]
+            out[config]["extra_cpu_ms_per_frame"] = round((statistics.median(cpu[config]) - cpu_ref) / frames * 1e3, 2)
     return out
 
 
 def table(summary: Dict[str, dict]) -> str:
-    rows = [f"| {'configuration':<15} | {'FPS (median)':>12} | {'vs no-serve':>11} | runs |", "|---|---:|---:|---|"]
+    rows = [f"| {'configuration':<15} | {'FPS (median)':>12} | {'vs no-serve':>11} | extra CPU ms/frame | runs (FPS) |",
+            "|---|---:|---:|---:|---|"]
     for config, s in summary.items():
         change = "-" if s["change_pct"] is None or config == "no-serve" else f"{s['change_pct']:+.1f} %"
-        rows.append(f"| {config:<15} | {s['fps_median']:>12.2f} | {change:>11} | "
+        cpu = s.get("extra_cpu_ms_per_frame")
+        cpu = "-" if cpu is None or config == "no-serve" else f"{cpu:+.1f}"
+        rows.append(f"| {config:<15} | {s['fps_median']:>12.2f} | {change:>11} | {cpu:>18} | "
                     f"{', '.join(f'{v:.2f}' for v in s['fps_runs'])} |")
     return "\n".join(rows)
 
@@ -188,13 +203,16 @@ def main(argv: Optional[List[str]] = None) -> int:
            "--source", args.video, "--max-frames", str(args.frames), "--threads", str(args.threads)]
     runs: Dict[str, List[float]] = {c: [] for c in CONFIGS}
     loads: List[float] = []
+    cpu: Dict[str, List[float]] = {c: [] for c in CONFIGS}
     for r in range(args.repeats):
         for config in CONFIGS:
             res = run_once(config, cmd, args.slow_kbps)
             runs[config].append(res["fps"])
             loads.append(res["load"])
-            print(f"repeat {r + 1}/{args.repeats} {config:<15} {res['fps']:.2f} FPS (load {res['load']})", flush=True)
-    summary = summarise(runs)
+            cpu[config].append(res["cpu_s"])
+            print(f"repeat {r + 1}/{args.repeats} {config:<15} {res['fps']:.2f} FPS, {res['cpu_s']:.1f} s CPU "
+                  f"(load {res['load']})", flush=True)
+    summary = summarise(runs, cpu, args.frames)
     cost = sink_cost()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     record = {"kind": "serve-load", "device": args.device_name, "time_utc": stamp, "frames": args.frames,

@@ -16,3 +16,5 @@ def test_summarise_compares_medians_with_no_serve():
     assert s["slow-viewer"]["fps_median"] == 9.8 and s["slow-viewer"]["change_pct"] == -2.0
     rows = table(s).splitlines()
     assert len(rows) == 2 + 3 and "-2.0 %" in rows[3] and CONFIGS[0] == "no-serve"
+    c = summarise({"no-serve": [10.0], "fast-viewer": [9.0]}, {"no-serve": [20.0], "fast-viewer": [21.0]}, frames=100)
+    assert c["fast-viewer"]["extra_cpu_ms_per_frame"] == 10.0 and "+10.0" in table(c)

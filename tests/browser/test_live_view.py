@@ -1,7 +1,7 @@
 """The ``--serve`` page in a real browser: headless Chromium (Debian's ``chromium`` + ``chromium-driver``)
 loads it from ``headpose run --serve`` on the real video; the video updates, the plot has points for
-every track, and a screenshot is saved (``HEADPOSE_SCREENSHOT=PATH`` chooses where; the README's
-is ``benchmarks/results/live_view.png``). Skipped, saying why, where Chromium is not installed.
+every track, and a screenshot is saved (``HEADPOSE_SCREENSHOT=PATH`` chooses where and uses the
+trained student; the README's is ``benchmarks/results/live_view.png``). Skipped, saying why, where Chromium is not installed.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def test_live_view_in_headless_chromium(artifact, tmp_path):
         pytest.skip(driver)
     need_shared(VIDEO)
     det = artifact("scrfd_500m", "fp32")
-    student = trained_student("mobilenetv3_small")  # real angles for the screenshot; seeded weights otherwise
+    # the screenshot for a reader shows the trained student's angles (one more conversion); the check
+    # itself holds for any weights, and the seeded artifact is the one other tests build anyway
+    student = trained_student("mobilenetv3_small") if os.environ.get("HEADPOSE_SCREENSHOT") else None
     pose = artifact("mobilenetv3_small", "fp32", weights=student) if student else artifact("mobilenetv3_small", "fp32")
     jsonl, log = tmp_path / "run.jsonl", open(tmp_path / "run.log", "w")
     p = subprocess.Popen([sys.executable, "-m", "headpose.cli", "run", "--detector", str(det), "--pose", str(pose),

@@ -193,6 +193,27 @@ def test_mjpeg_frames_decode_and_a_viewer_that_leaves_is_freed(view):
     assert not view.wants_image()
 
 
+def test_many_viewers_get_the_same_frames(view):
+    pytest.importorskip("cv2", reason="encodes the JPEG")
+    conns = [http.client.HTTPConnection("127.0.0.1", view.port, timeout=10) for _ in range(5)]
+    resps = []
+    for c in conns:
+        c.request("GET", "/stream.mjpg")
+        resps.append(c.getresponse())
+    assert _wait(lambda: view.health()["viewers"]["video"] == 5)
+    image = np.full((32, 32, 3), 90, np.uint8)
+    for i in range(100):
+        view.write(i, 1.0, [], image if view.wants_image() else None)
+        time.sleep(0.005)
+        if view._jpeg_seq >= 3:
+            break
+    jpegs = {_read_until(r, b"\xff\xd9").partition(b"\r\n\r\n")[2] for r in resps}
+    assert all(j.startswith(b"\xff\xd8") for j in jpegs)  # every viewer got a JPEG of the frame
+    for r, c in zip(resps, conns):
+        r.close()
+        c.close()
+
+
 def test_a_slow_event_viewer_loses_its_oldest_records_not_the_pipeline():
     from headpose.runtime import serve
     with LiveView("127.0.0.1:0") as v:
