@@ -105,3 +105,46 @@ def test_live_view_in_headless_chromium(artifact, tmp_path):
     assert records[last["frame"]] == last, "the page shows another record than --jsonl wrote for that frame"
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1400
+
+
+def test_the_page_passes_its_token_on_off_loopback(tmp_path):
+    """Bound beyond 127.0.0.1 (here 127.0.0.2, this machine's own loopback range) the page opened with
+    ``?token=`` gets its video and events with the token; without it the browser gets the 401 text."""
+    import threading
+
+    import numpy as np
+    from headpose.runtime.serve import LiveView
+    browser, driver = find_chromium()
+    if browser is None:
+        pytest.skip(driver)
+    pytest.importorskip("cv2", reason="encodes the JPEG")
+
+    class Face:
+        track_id, yaw, pitch, roll = 4, 10.0, -5.0, 2.0
+
+        def to_dict(self):
+            return {"track_id": 4, "box": [1, 2, 3, 4], "score": 0.9, "keypoints": [[0, 0]] * 5,
+                    "yaw": self.yaw, "pitch": self.pitch, "roll": self.roll}
+
+    stop = threading.Event()
+    with LiveView("127.0.0.2:0") as view, WebDriver(browser, driver) as wd:
+        def frames():
+            i = 0
+            while not stop.is_set():
+                image = np.full((90, 160, 3), (i * 5) % 255, np.uint8)
+                view.write(i, 5.0, [Face()], image if view.wants_image() else None)
+                i += 1
+                time.sleep(0.04)
+        t = threading.Thread(target=frames, daemon=True)
+        t.start()
+        try:
+            wd.get(view.url.replace("?token=", "?token=wrong"))
+            assert "token" in wd.run("return document.body.innerText")
+            wd.get(view.url)
+            state = _wait(lambda: (lambda s: s if s["records"] >= 5 else None)(wd.run(PLOT_STATE)), 60,
+                          "records on the page opened with the token")
+            size = _wait(lambda: wd.run(VIDEO_DIGEST), 30, "the video with the token")
+        finally:
+            stop.set()
+            t.join(timeout=5)
+    assert size[:2] == [160, 90] and state["drawn"].get("4", 0) >= 3
