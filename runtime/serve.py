@@ -283,6 +283,10 @@ class LiveView(Sink):
         """
         now = time.monotonic()
         stages = self.timings() if self.timings is not None else {}
+        record = None
+        if self._event_clients:  # the --jsonl record (JsonlSink's), made outside the lock
+            record = json.dumps({"frame": int(index), "time_ms": round(float(time_ms), 3),
+                                 "faces": [f.to_dict() for f in faces]})
         with self._cond:
             self.state = "running"
             self.frames += 1
@@ -292,10 +296,7 @@ class LiveView(Sink):
             self._stage_sum["total"] = self._stage_sum.get("total", 0.0) + float(time_ms)
             self._stage_n += 1
             self._faces_sum += len(faces)
-            messages = []
-            if self._event_clients:
-                rec = {"frame": int(index), "time_ms": round(float(time_ms), 3), "faces": [f.to_dict() for f in faces]}
-                messages.append(f"data: {json.dumps(rec)}\n\n")
+            messages = [f"data: {record}\n\n"] if record is not None else []
             if now - self._last_stats_t >= 1.0:
                 messages.append(f"event: stats\ndata: {json.dumps(self._roll_stats(now))}\n\n")
             for c in self._event_clients:
