@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..runtime.paths import PROJECT_ROOT, SHARED_VIDEO as DEFAULT_VIDEO
+
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VIDEO = Path(os.environ.get("HEADPOSE_SHARED", PROJECT_ROOT.parent / "shared")) / "data" / "in_video.mp4"
 DEFAULT_OUT = PROJECT_ROOT / "benchmarks" / "results"
 
 

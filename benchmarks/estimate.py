@@ -106,7 +106,7 @@ def markdown(rows: List[Dict[str, object]]) -> str:
 
 
 def main() -> None:  # pragma: no cover - prints the table used in benchmarks/results/README.md
-    from .artifacts import SHARED_WEIGHTS
+    from ..runtime.paths import SHARED_WEIGHTS
     from .flops import onnx_conv_macs, pose_model_macs
     pose = {m: float(pose_model_macs(m)["macs"]) for m in ("mobilenetv3_small", "mobilenetv2", "resnet18")}
     det = float(onnx_conv_macs(SHARED_WEIGHTS / "scrfd_500m_bnkps.onnx", (1, 3, 640, 640)))

@@ -23,10 +23,10 @@ from ..runtime.preprocess import letterbox, normalise, to_color
 from ..runtime.registry import ModelSpec
 from .facedata import OnnxFaceDetector, face_crops, iter_frames, list_sources, sample_evenly
 from ..runtime.manifest import sha256_file as file_sha256
+from ..runtime.paths import SHARED_VIDEO, SHARED_WEIGHTS, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
 MIN_CALIBRATION = 200   # int8 calibration needs at least this many real samples
 N_CALIBRATION = 256     # pose face crops used for int8 calibration
 N_PARITY_CROPS = 64     # pose parity crops
@@ -36,8 +36,8 @@ DETECTOR_FILE = "scrfd_500m_bnkps.onnx"
 
 
 def default_data_source() -> Optional[Path]:
-    """Real images for parity when ``--calib`` is not given: ``$HEADPOSE_DATA`` or ../shared's video."""
-    for cand in (os.environ.get("HEADPOSE_DATA"), ROOT.parent / "shared" / "data" / "in_video.mp4"):
+    """Real images for parity when ``--calib`` is not given: ``$HEADPOSE_DATA`` or the shared video."""
+    for cand in (os.environ.get("HEADPOSE_DATA"), SHARED_VIDEO):
         if cand and Path(cand).exists():
             return Path(cand)
     return None
@@ -45,8 +45,7 @@ def default_data_source() -> Optional[Path]:
 
 def default_detector() -> Optional[Path]:
     """SCRFD ONNX used to find faces for pose calibration: ``$HEADPOSE_DETECTOR``, weights/, ../shared."""
-    for cand in (os.environ.get("HEADPOSE_DETECTOR"), ROOT / "weights" / DETECTOR_FILE,
-                 ROOT.parent / "shared" / "weights" / DETECTOR_FILE):
+    for cand in (os.environ.get("HEADPOSE_DETECTOR"), WEIGHTS_DIR / DETECTOR_FILE, SHARED_WEIGHTS / DETECTOR_FILE):
         if cand and Path(cand).exists():
             return Path(cand)
     return None
@@ -114,7 +113,7 @@ def _split(n_total: int, n_calib: int, n_parity: int) -> Tuple[np.ndarray, np.nd
 
 def cache_dir() -> Path:
     """Where face detections of calibration sources are cached: ``$HEADPOSE_CACHE`` or weights/cache."""
-    return Path(os.environ.get("HEADPOSE_CACHE") or ROOT / "weights" / "cache")
+    return Path(os.environ.get("HEADPOSE_CACHE") or WEIGHTS_DIR / "cache")
 
 
 class _ReplayDetector:

@@ -23,11 +23,11 @@ from typing import Dict, Optional, Tuple
 
 from ..runtime.errors import HeadposeError
 from ..runtime.manifest import artifact_id, sha256_file
+from ..runtime.paths import PROJECT_ROOT
 from ..runtime.registry import DEFAULT_DETECTOR, DEFAULT_POSE, DEFAULT_POSE_WEIGHTS, DEFAULT_SAMPLE
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = Path(os.environ.get("HEADPOSE_WEIGHTS_DIR", PROJECT_ROOT / "weights"))
 
 SCRFD_PACKAGE = {

@@ -90,41 +90,21 @@ def passes(fig: Dict[str, float], max_mean: float, max_p99: float) -> bool:
 
 def run_tflite(model: Union[str, Path, bytes], x_nhwc: np.ndarray, num_threads: int = 1) -> np.ndarray:
     """Raw (N, 6) outputs of a single-output pose ``.tflite`` (float32 I/O) on NHWC inputs, one crop at a time."""
-    from ..runtime.interpreter import _interpreter_module
-    mod = _interpreter_module()
-    kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    from ..runtime.errors import HeadposeError
+    from ..runtime.interpreter import make_interpreter, run_single
     try:
-        it = mod.Interpreter(num_threads=num_threads, **kw)
-        it.allocate_tensors()
-    except (ValueError, RuntimeError) as e:  # e.g. XNNPACK refusing a node at prepare
+        it = make_interpreter(model, num_threads=num_threads)
+    except HeadposeError as e:  # e.g. XNNPACK refusing a node at prepare
         raise ConversionError(f"the quantised model could not be loaded by LiteRT with XNNPACK ({e}); "
                               f"its quantisation parameters are likely out of range. Convert with "
                               f"--precision fp16 or dynamic-int8 meanwhile, and report the model") from None
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    res = []
-    for i in range(len(x_nhwc)):
-        it.set_tensor(inp["index"], np.ascontiguousarray(x_nhwc[i:i + 1], np.float32))
-        it.invoke()
-        res.append(np.array(it.get_tensor(out["index"]), np.float64).reshape(-1))
-    return np.stack(res)
+    return np.stack([run_single(it, x_nhwc[i:i + 1]).astype(np.float64).reshape(-1) for i in range(len(x_nhwc))])
 
 
 def latency_ms(model: Union[str, Path, bytes], x_nhwc: np.ndarray, runs: int = 30, num_threads: int = 1) -> float:
     """Median latency (ms) of one batch-1 inference (XNNPACK on, ``num_threads`` threads)."""
-    from ..runtime.interpreter import _interpreter_module
-    mod = _interpreter_module()
-    kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    it = mod.Interpreter(num_threads=num_threads, **kw)
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
-    x = np.ascontiguousarray(x_nhwc[:1], np.float32)
-    times = []
-    for i in range(runs + 3):
-        it.set_tensor(inp["index"], x)
-        t0 = time.perf_counter()
-        it.invoke()
-        if i >= 3:
-            times.append((time.perf_counter() - t0) * 1000)
+    from ..runtime.interpreter import make_interpreter, time_invoke
+    times = time_invoke(make_interpreter(model, num_threads=num_threads), x_nhwc[:1], runs)
     return round(float(np.median(times)), 3)
 
 

@@ -11,7 +11,7 @@ Weights: ``--weights MODEL=PATH``; else the project's trained checkpoint (``weig
 e.g. the students) where one exists; else a seeded checkpoint (random weights with randomised
 batch-norm statistics; labelled ``seeded`` in the table: its int8 and fp16 figures describe a random
 network, not a trained one). SCRFD models come from their ONNX files in ``weights/`` or
-``../shared/weights``. The lookup is :mod:`headpose.benchmarks.artifacts`'s, shared with ``bench``.
+``$HEADPOSE_SHARED/weights``. The lookup is :mod:`headpose.convert.weights`'s, shared with ``bench``.
 """
 
 from __future__ import annotations
@@ -35,26 +35,24 @@ log = logging.getLogger(__name__)
 
 
 def weights_of(model_id: str, given: Dict[str, str], out: Path):
-    """The source of a model's artifacts (:mod:`headpose.benchmarks.artifacts`, the project's one
+    """The source of a model's artifacts (:mod:`headpose.convert.weights`, the project's one
     resolver): ``--weights``, else a trained checkpoint of the project, else a seeded one (seed 1,
-    under ``out/seeded``); SCRFD: its ONNX file in ``weights/`` or ``../shared/weights``."""
-    from ..benchmarks import artifacts
+    under ``out/seeded``); SCRFD: its ONNX file in ``weights/`` or ``$HEADPOSE_SHARED/weights``."""
+    from .weights import detector_weights, pose_weights
     explicit = Path(given[model_id]) if model_id in given else None
     if get_spec(model_id).task == "face_detection":
-        return artifacts.detector_weights(model_id, explicit)
-    return artifacts.pose_weights(model_id, explicit, root=out, seed=1)
+        return detector_weights(model_id, explicit)
+    return pose_weights(model_id, explicit, root=out, seed=1)
 
 
 def device_check(artifact_dir: Path, runs: int = 20) -> Dict:
     """Load an artifact with LiteRT + XNNPACK (1 thread): XNNPACK partitions, median batch-1 latency (ms)."""
-    from ..runtime.interpreter import make_interpreter
+    from ..runtime.interpreter import xnnpack_partitions
     from .int8_gate import latency_ms
     m = load_manifest(artifact_dir)
-    ops = [d["op_name"] for d in make_interpreter(m.model_path, num_threads=1)._get_ops_details()]
     side = m.input.shape[1]  # NHWC
     x = np.random.default_rng(0).uniform(-1, 1, (1, side, side, 3)).astype(np.float32)
-    # every model op is listed, then one DELEGATE node per XNNPACK partition
-    return {"xnnpack_partitions": ops.count("DELEGATE"), "latency_ms_1thread": latency_ms(m.model_path, x, runs)}
+    return {"xnnpack_partitions": xnnpack_partitions(m.model_path), "latency_ms_1thread": latency_ms(m.model_path, x, runs)}
 
 
 def row_of(model_id: str, precision: str, kind: str, d: Path) -> Dict:
@@ -146,8 +144,27 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+FLAGS = ("models", "precisions", "weights", "calib", "out", "json", "report", "max_int8_error", "update")
+
+
+def arguments_of(args: argparse.Namespace) -> Dict:
+    """The parsed arguments of a run, flag by flag (what is recorded, whoever called :func:`run`)."""
+    return {k: getattr(args, k) for k in FLAGS}
+
+
+def command_of(args: argparse.Namespace) -> str:
+    """The command line that repeats a run, rebuilt from its parsed arguments (every value spelled out)."""
+    import shlex
+    words = ["headpose", "convert-matrix"]
+    for k, v in arguments_of(args).items():
+        flag = "--" + k.replace("_", "-")
+        if v is None or v is False:
+            continue
+        words += [flag] if v is True else [w for x in (v if isinstance(v, list) else [v]) for w in (flag, str(x))]
+    return shlex.join(words)
+
+
 def run(args: argparse.Namespace) -> int:
-    import sys
     from .pipeline import convert
     given = {}
     for item in args.weights:
@@ -160,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         get_spec(m)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"command": " ".join(["headpose convert-matrix"] + sys.argv[2:]),
+    meta = {"command": command_of(args), "arguments": arguments_of(args),
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_before": round(os.getloadavg()[0], 2), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     json_path = Path(args.json) if args.json else out / "matrix.json"

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-log = logging.getLogger(__name__)
+from .paths import PROJECT_ROOT  # read at call time: tests point it elsewhere
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger(__name__)
 
 
 def _export_dirs() -> List[Path]:

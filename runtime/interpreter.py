@@ -18,7 +18,8 @@ from .manifest import Manifest, verify_model_file
 log = logging.getLogger(__name__)
 
 
-def _interpreter_module():
+def interpreter_module():
+    """The interpreter package in use: ``ai_edge_litert.interpreter``, else ``tflite_runtime.interpreter``."""
     try:
         from ai_edge_litert import interpreter as mod  # type: ignore
         return mod
@@ -43,14 +44,14 @@ def interpreter_version() -> str:
     return "unknown"
 
 
-def make_interpreter(model_path: str, num_threads: int = 1, xnnpack: bool = True,
+def make_interpreter(model_path, num_threads: int = 1, xnnpack: bool = True,
                      model_content: Optional[bytes] = None):
     """Create and allocate an interpreter for a ``.tflite`` file.
 
     Parameters
     ----------
-    model_path : path
-        The ``.tflite`` file (named in messages; read only when ``model_content`` is None).
+    model_path : path or bytes
+        The ``.tflite`` file (named in messages; read only when ``model_content`` is None), or its bytes.
     num_threads : int
         CPU threads for XNNPACK and the built-in kernels.
     xnnpack : bool
@@ -58,7 +59,9 @@ def make_interpreter(model_path: str, num_threads: int = 1, xnnpack: bool = True
     model_content : bytes, optional
         The file's bytes, already read (and checked, see :func:`~headpose.runtime.manifest.verify_model_file`).
     """
-    mod = _interpreter_module()
+    mod = interpreter_module()
+    if isinstance(model_path, (bytes, bytearray)):
+        model_path, model_content = "<model bytes>", bytes(model_path)
     source = {"model_path": str(model_path)} if model_content is None else {"model_content": model_content}
     kwargs = {**source, "num_threads": int(num_threads)}
     if not xnnpack:
@@ -156,8 +159,46 @@ class TFLiteModel:
         return out
 
 
-def load_model(artifact, num_threads: int = 1, xnnpack: bool = True,
-               expect_task: Optional[str] = None) -> TFLiteModel:
-    """Load an artifact directory (manifest + .tflite) into a :class:`TFLiteModel`."""
-    from .manifest import load_manifest
-    return TFLiteModel(load_manifest(artifact, expect_task=expect_task), num_threads, xnnpack)
+def op_names(interp) -> List[str]:
+    """The op names of an allocated interpreter's graph, in order: every model op the built-in kernels
+    run, then one ``DELEGATE`` node per XNNPACK partition. The one place that reads LiteRT's op list
+    (``_get_ops_details`` is not public API: if LiteRT renames it, only this function changes)."""
+    return [d["op_name"] for d in interp._get_ops_details()]
+
+
+def op_details(interp) -> List[dict]:
+    """Every op of an allocated interpreter (``op_name``, ``index``, ``inputs``, ``outputs``), see :func:`op_names`."""
+    return list(interp._get_ops_details())
+
+
+def xnnpack_partitions(model, num_threads: int = 1) -> int:
+    """How many XNNPACK partitions (``DELEGATE`` nodes) LiteRT makes of a model.
+
+    ``model``: an allocated interpreter, or a ``.tflite`` path / bytes (loaded with XNNPACK on).
+    One partition means the whole graph runs in XNNPACK; more mean ops fall back to the built-in
+    kernels between them."""
+    interp = model if hasattr(model, "get_input_details") else make_interpreter(model, num_threads=num_threads)
+    return op_names(interp).count("DELEGATE")
+
+
+def run_single(interp, x: np.ndarray) -> np.ndarray:
+    """Run a single-input, single-output float32 interpreter on ``x`` (one batch), return a copy of the output."""
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    interp.set_tensor(inp["index"], np.ascontiguousarray(x, np.float32))
+    interp.invoke()
+    return np.array(interp.get_tensor(out["index"]))
+
+
+def time_invoke(interp, x: np.ndarray, runs: int = 30, warmup: int = 3) -> List[float]:
+    """Milliseconds of ``runs`` invocations of a single-input interpreter on ``x`` (after ``warmup``)."""
+    import time
+    inp = interp.get_input_details()[0]
+    x = np.ascontiguousarray(x, inp["dtype"])
+    times = []
+    for i in range(runs + warmup):
+        interp.set_tensor(inp["index"], x)
+        t0 = time.perf_counter()
+        interp.invoke()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    return times

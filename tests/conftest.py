@@ -92,5 +92,5 @@ def artifact(tmp_path_factory, seeded_ckpt):
 
 def trained_student(model_id: str):
     """The project's own trained checkpoint of a backbone (its student), or None: the lookup of bench and matrix."""
-    from headpose.benchmarks.artifacts import trained_pose_checkpoint
+    from headpose.convert.weights import trained_pose_checkpoint
     return trained_pose_checkpoint(model_id)

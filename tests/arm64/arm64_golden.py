@@ -282,17 +282,19 @@ def _output_steps(manifest) -> Dict[str, float]:
     """Quantisation step of each output (``"score@8"`` / ``"ortho6d"``) of an int8 artifact, else ``{}``.
 
     A float output produced by a DEQUANTIZE node has the step of that node's int8 input; a quantised
-    output has its own scale. Read with the x86 interpreter (``_get_ops_details`` is not public API,
-    so it is used here only, never on the device side).
+    output has its own scale. Read with the x86 interpreter (LiteRT's op list, through the runtime's
+    :func:`~headpose.runtime.interpreter.op_details`, is used here only, never on the device side).
     """
     if manifest.precision != "int8":
         return {}
     from ai_edge_litert import interpreter as litert
+
+    from headpose.runtime.interpreter import op_details
     it = litert.Interpreter(model_path=str(manifest.model_path),
                             experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     by_name = {t["name"]: t for t in tensors.values()}
-    producer = {o: op for op in it._get_ops_details() for o in op["outputs"]}
+    producer = {o: op for op in op_details(it) for o in op["outputs"]}
     steps = {}
     for o in manifest.outputs:
         t = by_name[o.name]

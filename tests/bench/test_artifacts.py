@@ -4,12 +4,13 @@ import pytest
 
 from headpose.benchmarks import artifacts as art
 from headpose.runtime.errors import ConversionError, InputError, ManifestError
+from headpose.runtime.manifest import sha256_file
 
 
 def _weights(tmp_path, model="mobilenetv3_small"):
     p = tmp_path / f"{model}.pt"
     p.write_bytes(b"not really a checkpoint")
-    return art.Weights(model, p, "given", art.sha256_file(p))
+    return art.Weights(model, p, "given", sha256_file(p))
 
 
 def test_artifact_dir_is_keyed_by_weights(tmp_path):

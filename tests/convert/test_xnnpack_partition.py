@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from headpose.convert.models.pose import DecomposedHardsigmoid, DecomposedHardswish, build_pose_model, xnnpack_friendly
-from headpose.runtime.interpreter import make_interpreter
+from headpose.runtime.interpreter import make_interpreter, op_names
 from headpose.runtime.manifest import load_manifest
 
 
@@ -25,8 +25,8 @@ def test_decomposed_activations_are_the_same_functions():
 def _partitions(artifact_dir):
     m = load_manifest(artifact_dir)
     interp = make_interpreter(m.model_path, num_threads=1)
-    # _get_ops_details lists every node of the model plus one DELEGATE node per XNNPACK partition
-    ops = [d["op_name"] for d in interp._get_ops_details()]
+    # every node of the model plus one DELEGATE node per XNNPACK partition
+    ops = op_names(interp)
     inp = interp.get_input_details()[0]
     interp.set_tensor(inp["index"], np.zeros(inp["shape"], np.float32))
     interp.invoke()
