@@ -183,6 +183,7 @@ def sample_evenly(n_total: int, n: int) -> np.ndarray:
     return np.linspace(0, n_total - 1, n).round().astype(np.int64)
 
 
-def normalise_crops(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 (N, H, W, 3) crops -> float32 NHWC normalised with pixel-unit mean/std."""
-    return normalise(crops.astype(np.float32), mean, std)
+def normalised_nchw(crops: np.ndarray, spec) -> np.ndarray:
+    """uint8 RGB (N, H, W, 3) -> (N, 3, H, W) float32 in the registry's colour order and normalisation."""
+    x = normalise(to_color(crops.astype(np.float32), "RGB", spec.color), spec.mean, spec.std)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -316,7 +316,7 @@ def gate_on_crops(model_id: str, checkpoint: Union[str, Path], calibration_crops
     from ..runtime.registry import get_spec
     from .checkpoint import load_pose_model
     from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod
-    from .teachers import normalised_nchw
+    from .facedata import normalised_nchw
     spec = get_spec(model_id)
     work = Path(work).resolve()  # onnx2tf runs with this as its working directory
     work.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ STAGES = (
     "headpose.convert.cli",
     "headpose.convert.matrix",
     "headpose.benchmarks.cli",
-    "headpose.convert.distill_cli",
+    "headpose.distill.cli",
 )
 
 

@@ -12,14 +12,14 @@ DETECTOR = WEIGHTS / "scrfd_500m_bnkps.onnx"
 
 @pytest.fixture(scope="session")
 def fsanet():
-    from headpose.convert.teachers import OnnxDegreesTeacher
+    from headpose.distill.teachers import OnnxDegreesTeacher
     return OnnxDegreesTeacher([need_shared(p) for p in FSANET])
 
 
 @pytest.fixture(scope="session")
 def small_cropset(fsanet, tmp_path_factory):
     """Real crops: 3 frames of in_video.mp4 (several people) and the 3 photos, teacher-labelled, saved+loaded."""
-    from headpose.convert.cropset import build_cropset, load_cropset, save_cropset
+    from headpose.distill.cropset import build_cropset, load_cropset, save_cropset
     from headpose.convert.facedata import OnnxFaceDetector
     need_shared(VIDEO)
     need_shared(IMAGES)

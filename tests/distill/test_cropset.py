@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from headpose.convert.cropset import cached_cropset, load_cropset, parse_source, render
+from headpose.distill.cropset import cached_cropset, load_cropset, parse_source, render
 from headpose.runtime.errors import InputError
 
 from tests.distill.conftest import DETECTOR, FSANET

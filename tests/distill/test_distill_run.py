@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from headpose.convert.distill import Augment, DistillConfig, distill, flip_labels, rotate_labels
+from headpose.distill.distill import Augment, DistillConfig, distill
+from headpose.distill.labels import flip_labels, rotate_labels
 from headpose.runtime.errors import CheckpointError, InputError, UnknownModelError
 
 CFG = dict(student="mobilenetv3_small", epochs=2, batch=4, lr=1e-3, max_steps=2, val_limit=4, train_size=64,
@@ -104,7 +105,7 @@ def test_init_from_a_checkpoint(small_cropset, tmp_path):
 def test_batchnorm_recalibration_is_recorded(small_cropset, tmp_path):
     import torch
     from headpose.convert.checkpoint import load_pose_model
-    from headpose.convert.distill import recalibrate_batchnorm
+    from headpose.distill.distill import recalibrate_batchnorm
     from headpose.runtime.registry import get_spec
     side = _run(small_cropset, tmp_path, "bn", bn_crops=8)
     assert "re-estimated" in side["batchnorm"] and "8 " in side["batchnorm"]
@@ -118,7 +119,7 @@ def test_batchnorm_recalibration_is_recorded(small_cropset, tmp_path):
 
 
 def test_length_penalty():
-    from headpose.convert.distill import length_penalty
+    from headpose.distill.distill import length_penalty
     v = torch.tensor([[2.0, 0, 0, 0, 3.0, 0], [0.5, 0, 0, 0, 0, 0.1]])
     # first row: both vectors long enough (0); second: (1-0.5)^2 + (1-0.1)^2 over 4 entries
     assert float(length_penalty(v)) == pytest.approx((0.25 + 0.81) / 4)

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from headpose.convert.cropset import save_cropset
-from headpose.convert.evaluate import consistency, evaluate, load_predictor, summarise
+from headpose.distill.cropset import save_cropset
+from headpose.distill.evaluate import consistency, evaluate, load_predictor, summarise
 from headpose.runtime.errors import InputError
 from headpose.runtime.rotation import rotation_from_euler
 
@@ -58,7 +58,7 @@ def test_report_structure(small_cropset, seeded_ckpt, fsanet):
 
 def test_consistency_of_an_equivariant_predictor(small_cropset):
     """A predictor that reads roll from the picture exactly (the crop's own rotation) scores ~0."""
-    from headpose.convert.cropset import render
+    from headpose.distill.cropset import render
 
     class Constant:
         def rotations(self, crops):
@@ -89,7 +89,7 @@ def test_eval_cli_errors(tmp_path, seeded_ckpt):
     p = _cli("eval", "--pose", str(seeded_ckpt("mobilenetv2")), "--data", str(tmp_path))
     assert p.returncode == 2 and "needs a teacher" in p.stderr
     (tmp_path / "x.txt").write_text("x")
-    from headpose.convert.cropset import CropSet
+    from headpose.distill.cropset import CropSet
     with pytest.raises(InputError, match="neither a checkpoint"):
         load_predictor(tmp_path / "x.txt")
 

@@ -8,7 +8,7 @@ the FSA-Net teacher on rotated and mirrored real crops.
 import numpy as np
 import pytest
 
-from headpose.convert.distill import flip_labels, rotate_labels
+from headpose.distill.labels import flip_labels, rotate_labels
 from headpose.runtime.rotation import euler_from_rotation, geodesic_deg, rotation_from_euler
 
 
@@ -95,7 +95,7 @@ def test_flip_on_drawn_axis():
 
 def test_teacher_follows_rotation_on_real_crops(small_cropset, fsanet):
     """FSA-Net's roll on real crops rotated by +-20 degrees moves by about -+20 (its roll follows; yaw/pitch drift)."""
-    from headpose.convert.cropset import render
+    from headpose.distill.cropset import render
     cs = small_cropset
     idx = [i for i in range(len(cs)) if min(cs.half[i]) * 2 >= 60][:6]
     assert idx, "expected faces of at least 60 px in the small crop set"

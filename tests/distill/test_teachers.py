@@ -46,7 +46,7 @@ def test_blob_is_bgr_64(fsanet):
 
 
 def test_make_teacher_errors(tmp_path):
-    from headpose.convert.teachers import make_teacher
+    from headpose.distill.teachers import make_teacher
     with pytest.raises(InputError, match="no teacher"):
         make_teacher([])
     with pytest.raises(InputError, match="does not exist"):
@@ -56,12 +56,12 @@ def test_make_teacher_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         make_teacher([str(tmp_path / "a.pt")])
     with pytest.raises(InputError, match="uint8 RGB"):
-        from headpose.convert.teachers import OnnxDegreesTeacher
+        from headpose.distill.teachers import OnnxDegreesTeacher
         OnnxDegreesTeacher([FSANET[0]]).degrees(np.zeros((1, 64, 64, 3), np.float32))
 
 
 def test_checkpoint_teacher(seeded_ckpt, small_cropset):
-    from headpose.convert.teachers import CheckpointTeacher, make_teacher
+    from headpose.distill.teachers import CheckpointTeacher, make_teacher
     path = seeded_ckpt("mobilenetv3_small")
     t = make_teacher([str(path)])  # the backbone is recognised from the keys
     assert isinstance(t, CheckpointTeacher) and t.model_id == "mobilenetv3_small"
@@ -75,8 +75,8 @@ def test_checkpoint_teacher(seeded_ckpt, small_cropset):
 @pytest.mark.slow
 def test_artifact_teacher_matches_its_checkpoint(artifact, seeded_ckpt, small_cropset):
     """A converted fp32 artifact as teacher/predictor gives the rotations of its source checkpoint."""
-    from headpose.convert.evaluate import load_predictor
-    from headpose.convert.teachers import ArtifactTeacher, make_teacher
+    from headpose.distill.evaluate import load_predictor
+    from headpose.distill.teachers import ArtifactTeacher, make_teacher
     art = artifact("mobilenetv3_small", "fp32")
     t = make_teacher([str(art)])
     assert isinstance(t, ArtifactTeacher)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = ("convert", "runtime", "benchmarks")
+FOLDERS = ("convert", "runtime", "benchmarks", "distill")
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from ..runtime.paths import SHARED as DEFAULT_SHARED, SHARED_WEIGHTS
+
 log = logging.getLogger(__name__)
 
-DEFAULT_SHARED = Path("..") / "shared"
-DEFAULT_DETECTOR = DEFAULT_SHARED / "weights" / "scrfd_500m_bnkps.onnx"
+DEFAULT_DETECTOR = SHARED_WEIGHTS / "scrfd_500m_bnkps.onnx"
 
 
 def _resolve_source(spec: str, root: Optional[Path]) -> str:
@@ -128,11 +129,11 @@ def run_eval(args: argparse.Namespace) -> int:
     report = evaluate(predictor, cs, teacher=make_teacher(teacher) if teacher and args.teacher_consistency else None,
                       limit=args.limit, with_consistency=not args.no_consistency)
     if args.against:
-        from .int8_gate import angle_errors
+        from ..convert.int8_gate import angle_errors
         ref = load_predictor(args.against, args.model)
         idx = slice(None)
         if args.limit:
-            from .facedata import sample_evenly
+            from ..convert.facedata import sample_evenly
             idx = sample_evenly(len(cs), args.limit)
         base = np.asarray(cs.base[idx])
         # gate figures: this model against the reference model (e.g. int8 artifact vs its fp32 checkpoint)

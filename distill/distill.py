@@ -32,33 +32,10 @@ import numpy as np
 from ..runtime.errors import CheckpointError, InputError
 from ..runtime.manifest import write_json_atomic, sha256_file
 from ..runtime.registry import get_spec
-from ..runtime.rotation import rotation_from_euler
 from .cropset import CropSet, render
+from .labels import flip_labels, rotate_labels, summarise
 
 log = logging.getLogger(__name__)
-
-FLIP = np.diag([-1.0, 1.0, 1.0])
-
-
-def rotate_labels(r: np.ndarray, theta_deg) -> np.ndarray:
-    """Exact label of a crop rotated by ``theta`` degrees counter-clockwise on screen: ``Rz(-theta) · R``.
-
-    Parameters
-    ----------
-    r : (N, 3, 3) or (3, 3)
-    theta_deg : float or (N,)
-    """
-    r = np.asarray(r, np.float64)
-    th = np.broadcast_to(np.asarray(theta_deg, np.float64), r.shape[:-2] if r.ndim == 3 else ())
-    z = np.zeros_like(th)
-    rz = rotation_from_euler(z, z, -th)
-    return rz @ r
-
-
-def flip_labels(r: np.ndarray) -> np.ndarray:
-    """Exact label of a horizontally mirrored crop: ``F · R · F``, ``F = diag(-1, 1, 1)`` (yaw, roll negated)."""
-    return FLIP @ np.asarray(r, np.float64) @ FLIP
-
 
 @dataclass
 class Augment:
@@ -171,7 +148,7 @@ class DistillConfig:
 def predict_rotations(model, crops: np.ndarray, spec, batch: int = 64) -> np.ndarray:
     """(N, 3, 3) rotations of a torch pose model on uint8 RGB crops (N, H, W, 3)."""
     import torch
-    from .teachers import normalised_nchw
+    from ..convert.facedata import normalised_nchw
     out = []
     model.eval()
     with torch.no_grad():
@@ -195,7 +172,7 @@ def recalibrate_batchnorm(model, crops: np.ndarray, spec, batch: int = 32) -> in
         Number of crops used.
     """
     import torch
-    from .teachers import normalised_nchw
+    from ..convert.facedata import normalised_nchw
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in bns]
     for m in bns:
@@ -247,8 +224,7 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
         The sidecar (also written next to ``out``); None when stopped by ``stop_after_epoch``.
     """
     import torch
-    from .evaluate import summarise
-    from .models import build_pose_model
+    from ..convert.models import build_pose_model
 
     spec = get_spec(cfg.student)
     if spec.task != "head_pose":
@@ -266,7 +242,7 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
     model = build_pose_model(cfg.student)
     init_info = None
     if init:
-        from .checkpoint import load_pose_model
+        from ..convert.checkpoint import load_pose_model
         model = load_pose_model(cfg.student, init)
         side = Path(init).with_suffix(".json")
         init_info = {"file": str(init), "sha256": sha256_file(init),
@@ -296,7 +272,7 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
         log.info("resuming %s from epoch %d/%d", cfg.student, start_epoch, cfg.epochs)
     val_idx = None
     if val is not None and len(val):
-        from .facedata import sample_evenly
+        from ..convert.facedata import sample_evenly
         val_idx = sample_evenly(len(val), cfg.val_limit)
         val_crops = np.asarray(val.base[val_idx])
     try:
@@ -319,7 +295,7 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
                 g["lr"] = _lr_at(step, total, cfg.lr, warmup)
             idx = order[s * cfg.batch:(s + 1) * cfg.batch]
             imgs, labels = zip(*(augment.sample(train, int(i), rng, size) for i in idx))
-            from .teachers import normalised_nchw
+            from ..convert.facedata import normalised_nchw
             x = torch.from_numpy(normalised_nchw(np.stack(imgs), spec)).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(np.stack(labels)).float()
             out6 = model(x)
@@ -350,7 +326,7 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
     model = model.to(memory_format=torch.contiguous_format).eval()
     bn_used = 0
     if bn_crops > 0:
-        from .facedata import sample_evenly
+        from ..convert.facedata import sample_evenly
         bn_idx = sample_evenly(len(train), bn_crops)
         bn_used = recalibrate_batchnorm(model, np.asarray(train.base[np.sort(bn_idx)]), spec)
         log.info("BatchNorm statistics re-estimated on %d training crops at %d px", bn_used, spec.input_size)

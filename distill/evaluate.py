@@ -18,37 +18,13 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from ..runtime.errors import InputError
-from ..runtime.rotation import angle_difference_deg, euler_from_rotation, geodesic_deg, rotation_from_euler
+from ..runtime.rotation import rotation_from_euler
 from .cropset import CropSet, render
+from .labels import flip_labels, rotate_labels, summarise
 
 log = logging.getLogger(__name__)
 
 ROTATE_ANGLES = (-20.0, 20.0)
-
-
-def _r2(x) -> float:
-    return round(float(x), 2)
-
-
-def summarise(pred: np.ndarray, ref: np.ndarray) -> Dict[str, float]:
-    """Error figures of rotations ``pred`` against ``ref``, both (N, 3, 3).
-
-    Returns
-    -------
-    dict
-        ``n``, ``mae_yaw``, ``mae_pitch``, ``mae_roll``, ``mae_mean`` (mean of the three),
-        ``geodesic_mean``, ``geodesic_median``, ``geodesic_p95`` (degrees).
-    """
-    pred, ref = np.asarray(pred).reshape(-1, 3, 3), np.asarray(ref).reshape(-1, 3, 3)
-    if len(pred) != len(ref):
-        raise InputError(f"{len(pred)} predictions against {len(ref)} references: expected as many")
-    if not len(pred):
-        return {"n": 0}
-    e = angle_difference_deg(euler_from_rotation(pred), euler_from_rotation(ref))  # pitch, yaw, roll
-    g = geodesic_deg(pred, ref)
-    return {"n": int(len(pred)), "mae_yaw": _r2(e[:, 1].mean()), "mae_pitch": _r2(e[:, 0].mean()),
-            "mae_roll": _r2(e[:, 2].mean()), "mae_mean": _r2(e.mean()), "geodesic_mean": _r2(g.mean()),
-            "geodesic_median": _r2(np.median(g)), "geodesic_p95": _r2(np.percentile(g, 95))}
 
 
 def teacher_noise(cs: CropSet) -> Optional[Dict[str, float]]:
@@ -72,7 +48,6 @@ def consistency(predictor, cs: CropSet, angles: Sequence[float] = ROTATE_ANGLES,
         ``rotate_<theta>``: :func:`summarise` of P(rotated copy) against ``Rz(-theta) · P(crop)``;
         ``flip``: of P(mirrored copy) against ``F · P(crop) · F``.
     """
-    from .distill import flip_labels, rotate_labels
     base = np.asarray(cs.base)
     p = predictor.rotations(base) if base_pred is None else base_pred
     out = {}
@@ -103,7 +78,7 @@ def evaluate(predictor, cs: CropSet, teacher=None, angles: Sequence[float] = ROT
     limit : int, optional
         Evaluate on this many crops spread evenly over the set.
     """
-    from .facedata import sample_evenly
+    from ..convert.facedata import sample_evenly
     if len(cs) == 0:
         raise InputError("the evaluation crop set is empty: give --data with faces")
     if limit:
@@ -148,7 +123,7 @@ def load_predictor(pose: Union[str, Path], model_id: Optional[str] = None):
         return ArtifactTeacher(p)
     if p.is_file() and p.suffix in (".pt", ".pth"):
         if not model_id:
-            from .checkpoint import read_state_dict, suggest_backbone
+            from ..convert.checkpoint import read_state_dict, suggest_backbone
             model_id = suggest_backbone(read_state_dict(p))
             if not model_id:
                 raise InputError(f"checkpoint '{p}' fits none of the registered backbones: name it with --model")

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
 from ..runtime.errors import InputError
 from ..runtime.registry import POSE_MODELS, get_spec
 from ..runtime.rotation import rotation_from_6d, rotation_from_euler
+from ..convert.facedata import normalised_nchw
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class CheckpointTeacher:
     kind = "checkpoint"
 
     def __init__(self, model_id: str, path: Union[str, Path], batch: int = 32):
-        from .checkpoint import load_pose_model
+        from ..convert.checkpoint import load_pose_model
         self.model_id = model_id
         self.spec = get_spec(model_id)
         import torch
@@ -158,13 +159,6 @@ class ArtifactTeacher:
         return rotation_from_6d(self.raw(crops)).reshape(-1, 3, 3)
 
 
-def normalised_nchw(crops: np.ndarray, spec) -> np.ndarray:
-    """uint8 RGB (N, H, W, 3) -> (N, 3, H, W) float32 in the registry's colour order and normalisation."""
-    from ..runtime.preprocess import normalise, to_color
-    x = normalise(to_color(crops.astype(np.float32), "RGB", spec.color), spec.mean, spec.std)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
 def make_teacher(specs: Sequence[str]):
     """Build a teacher from command-line strings.
 
@@ -195,7 +189,7 @@ def make_teacher(specs: Sequence[str]):
     if not p.is_file():
         raise InputError(f"teacher '{s}' does not exist: expected an .onnx file, a checkpoint or an artifact folder")
     if not model_id:
-        from .checkpoint import read_state_dict, suggest_backbone
+        from ..convert.checkpoint import read_state_dict, suggest_backbone
         model_id = suggest_backbone(read_state_dict(p)) or ""
         if not model_id:
             raise InputError(f"teacher checkpoint '{p}' fits none of {', '.join(POSE_MODELS)}: "
@@ -210,7 +204,3 @@ def describe(teacher) -> dict:
         d["files"] = [str(p) for p in teacher.paths]
         d["combine"] = "mean of yaw/pitch/roll degrees, then R = Rz(roll) Ry(yaw) Rx(pitch)"
     return d
-
-
-def list_of(x) -> List[str]:
-    return [x] if isinstance(x, str) else list(x)

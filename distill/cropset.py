@@ -126,7 +126,7 @@ def render(ctx: np.ndarray, centre: Sequence[float], half: Sequence[float], size
     The result is the crop the runtime would make of the frame rotated by ``theta`` degrees
     counter-clockwise on screen (OpenCV's positive angle) about the crop centre, with the box
     scaled by ``scale`` and moved by ``shift`` (fractions of its width and height). The exact label
-    of a rotated crop is ``Rz(-theta) · R`` (:func:`headpose.convert.distill.rotate_labels`).
+    of a rotated crop is ``Rz(-theta) · R`` (:func:`headpose.distill.labels.rotate_labels`).
 
     Parameters
     ----------
@@ -160,7 +160,7 @@ def build_cropset(sources: Sequence[str], detector, teacher, size: int = 224, mi
     sources : list of str
         ``PATH[#START:STOP][@EVERY]`` (see :func:`parse_source`).
     detector : :class:`headpose.convert.facedata.OnnxFaceDetector`
-    teacher : a teacher from :mod:`headpose.convert.teachers` (``rotations(crops)``)
+    teacher : a teacher from :mod:`headpose.distill.teachers` (``rotations(crops)``)
     min_face : int
         Drop faces whose detector box is shorter than this on its shorter side.
 
@@ -169,7 +169,7 @@ def build_cropset(sources: Sequence[str], detector, teacher, size: int = 224, mi
     InputError
         When no face at all is found.
     """
-    from .facedata import iter_frames
+    from ..convert.facedata import iter_frames
     margin = POSE_CROP["margin"] if margin is None else margin
     base, ctx, centre, half, group, frames = [], [], [], [], [], []
     t0 = time.time()
@@ -258,7 +258,7 @@ def cached_cropset(sources: Sequence[str], folder: Union[str, Path], detector_pa
     detector_path : path
         SCRFD ONNX with keypoints (``scrfd_500m_bnkps.onnx``).
     teacher_specs : list of str
-        As :func:`headpose.convert.teachers.make_teacher` takes them.
+        As :func:`headpose.distill.teachers.make_teacher` takes them.
     """
     folder = Path(folder)
     want = {"sources": list(sources), "teacher_specs": [str(t) for t in teacher_specs], "min_face": min_face,
@@ -269,7 +269,7 @@ def cached_cropset(sources: Sequence[str], folder: Union[str, Path], detector_pa
             log.info("reusing cached crop set %s (%d crops)", folder, len(cs))
             return cs
         log.info("crop set %s was built from other sources/teacher: rebuilding", folder)
-    from .facedata import OnnxFaceDetector
+    from ..convert.facedata import OnnxFaceDetector
     from .teachers import make_teacher
     if not Path(detector_path).is_file():
         raise InputError(f"face detector '{detector_path}' does not exist: expected an SCRFD ONNX with keypoints "
