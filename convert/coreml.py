@@ -2,7 +2,7 @@
 
 Route
 -----
-* Pose: the checkpoint is loaded strictly (:func:`~headpose.convert.checkpoint.load_pose_model`), the
+* Pose: the checkpoint is loaded strictly (:func:`~headpose.convert.checkpoint.load_pose_checkpoint`), the
   input normalisation is moved inside the model (below), the module is traced with TorchScript and
   converted with ``coremltools.convert``. The output is the raw 6-vector ``ortho6d`` (B=1, 6), as for
   TFLite; rotation and Euler angles are computed by the app (``ios_notes/``).
@@ -718,7 +718,7 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
                   detector: Optional[Union[str, Path]]) -> Dict:
     from torch.fx.experimental.optimization import fuse
     from .calibration import default_detector
-    from .checkpoint import load_pose_model
+    from .checkpoint import load_pose_checkpoint
     from .facedata import sample_evenly
     if spec.color != "RGB":
         raise ConversionError(f"{spec.model_id} expects {spec.color}; the CoreML image input is RGB")
@@ -728,7 +728,7 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
                               "$HEADPOSE_DETECTOR (scrfd_500m_bnkps.onnx)")
     timings: Dict[str, float] = {}
     with _step("trace", timings):
-        original = load_pose_model(spec.model_id, weights).eval()
+        original, ckpt = load_pose_checkpoint(spec.model_id, weights)
         # batch norm fused into the convolutions here (coremltools would fuse it anyway), so that the
         # program's weights correspond one to one to this module's and can be read back for the estimate
         folded = fuse(copy.deepcopy(original)).eval()
@@ -764,7 +764,9 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
     coreml = _coreml_block(scale, bias, gain, spec, "pytorch checkpoint -> batch norm fused (torch.fx) -> "
                            "torch.jit.trace -> coremltools", mlmodel, tmp / MODEL_FILE)
     outputs = [TensorSpec(name=POSE_OUTPUT, shape=[1, 6], dtype="float32", role="ortho6d")]
-    return _manifest(spec, precision, size, outputs, coreml, parity, "pytorch_checkpoint", _tools())
+    d = _manifest(spec, precision, size, outputs, coreml, parity, "pytorch_checkpoint", _tools())
+    d["source"]["checkpoint"] = ckpt.to_dict()
+    return d
 
 
 class _ScrfdFigures:

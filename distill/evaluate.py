@@ -121,7 +121,7 @@ def load_predictor(pose: Union[str, Path], model_id: Optional[str] = None):
     p = Path(pose)
     if p.is_dir():
         return ArtifactTeacher(p)
-    if p.is_file() and p.suffix in (".pt", ".pth"):
+    if p.is_file() and p.suffix in (".pt", ".pth", ".ckpt"):
         if not model_id:
             from ..convert.checkpoint import read_state_dict, suggest_backbone
             model_id = suggest_backbone(read_state_dict(p))
