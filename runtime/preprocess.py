@@ -9,7 +9,7 @@ give the same pixels up to OpenCV's fixed-point rounding (<= 1 grey level).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -19,11 +19,6 @@ try:  # optional speed-up only; the NumPy path is the reference
     import cv2 as _cv2
 except Exception:  # pragma: no cover - depends on the install
     _cv2 = None
-
-
-def opencv_available() -> bool:
-    """Whether OpenCV is importable in this environment."""
-    return _cv2 is not None
 
 
 def _to_uint8(frame: np.ndarray) -> np.ndarray:
@@ -227,11 +222,3 @@ def crop_faces(frame: np.ndarray, boxes: np.ndarray, size: int, mean: Sequence[f
         return np.zeros((0, size, size, 3), np.float32), np.zeros((0,), np.int64)
     batch = to_color(np.stack(crops), frame_color, model_color)
     return normalise(batch, mean, std), np.asarray(kept, np.int64)
-
-
-def clip_boxes(boxes: np.ndarray, width: int, height: int, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """Clip (N, 4) x1, y1, x2, y2 boxes to a width x height frame."""
-    out = np.array(boxes, dtype=np.float32, copy=True) if out is None else out
-    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
-    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
-    return out

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from headpose.runtime.paths import SHARED
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HEADPOSE_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
 WEIGHTS = SHARED / "weights"
 VIDEO = DATA / "in_video.mp4"
@@ -16,7 +17,24 @@ IMAGES = DATA / "images"
 SLOW = os.environ.get("HEADPOSE_SLOW") == "1"
 
 
+# Tests that build artifacts (a conversion costs a minute or two) are marked ``integration``: those
+# whose fixtures include one of these, and every test of these modules. ``pytest -m "not integration"``
+# is the fast run while editing code; plain ``pytest`` (and .ci/run) runs them all.
+INTEGRATION_FIXTURES = {"artifact", "crops", "small_cropset", "cropset_dir"}
+INTEGRATION_MODULES = {"tests/unit/test_convert_edges.py", "tests/unit/test_default_run.py",
+                       "tests/unit/test_packaging.py", "tests/convert/test_cli.py",
+                       "tests/convert/test_upstream_conformance.py", "tests/convert/test_convert_real.py",
+                       "tests/convert/test_xnnpack_partition.py", "tests/distill/test_distill_run.py",
+                       "tests/distill/test_int8_gate.py", "tests/android/test_core_golden.py",
+                       "tests/arm64/test_golden_arm.py", "tests/coreml/test_coreml.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        rel = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        if rel in INTEGRATION_MODULES or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
     if SLOW or config.getoption("-m") and "slow" in config.getoption("-m"):
         return
     skip = pytest.mark.skip(reason="slow conversion matrix: run with HEADPOSE_SLOW=1 or -m slow")

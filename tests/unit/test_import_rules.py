@@ -175,10 +175,10 @@ PLANTED = {
 @pytest.mark.parametrize("case", sorted(PLANTED))
 def test_a_planted_violation_fails(tmp_path, case):
     """Each rule catches a violation planted in a copy of the rooms."""
-    import shutil
-    for room in ROOMS:
-        shutil.copytree(ROOT / room, tmp_path / room, ignore=shutil.ignore_patterns("__pycache__", "static"))
-    assert violations(tmp_path) == []
+    for src in modules().values():  # the Python files of the rooms, nothing else
+        dst = tmp_path / src.relative_to(ROOT)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(src.read_bytes())
     rel, code, expected = PLANTED[case]
     (tmp_path / rel).write_text(code)
     if case == "cycle":  # distill.distill imports distill.bad back
