@@ -83,6 +83,9 @@ def add_parser(sub) -> None:
     r.add_argument("--no-plots", action="store_true", help="Markdown and CSV only")
     r.set_defaults(func=run_report)
 
+    from .plan import add_parser as add_plan  # `headpose plan`: the budget planner (benchmarks/plan.py)
+    add_plan(sub)
+
 
 # -- bench ------------------------------------------------------------------------------------------
 def _pose_weights_map(items: List[str]) -> Dict[str, Path]:
@@ -109,6 +112,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..runtime.errors import ConversionError, InputError
     from ..runtime.manifest import load_manifest
+    from ..runtime.formats import precisions_of
     from ..runtime.registry import get_spec
     from . import artifacts as art
     from . import model_latency as ml
@@ -122,7 +126,7 @@ def run_bench(args: argparse.Namespace) -> int:
     for m in poses:
         if get_spec(m).task != "head_pose":
             raise InputError(f"--pose {m}: not a head pose model")
-    precisions = parse_list(args.precision, "precision", ("fp32", "fp16", "int8", "dynamic-int8"))
+    precisions = parse_list(args.precision, "precision", precisions_of("tflite"))
     threads = parse_int_list(args.threads, "threads")
     detect_every = parse_int_list(args.detect_every, "detect-every")
     xnn = [{"on": True, "off": False}[v] for v in parse_list(args.xnnpack, "xnnpack", ("on", "off"))]
