@@ -112,6 +112,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..runtime.errors import ConversionError, InputError
     from ..runtime.manifest import load_manifest
+    from ..runtime.formats import precisions_of
     from ..runtime.registry import get_spec
     from . import artifacts as art
     from . import model_latency as ml
@@ -125,7 +126,7 @@ def run_bench(args: argparse.Namespace) -> int:
     for m in poses:
         if get_spec(m).task != "head_pose":
             raise InputError(f"--pose {m}: not a head pose model")
-    precisions = parse_list(args.precision, "precision", ("fp32", "fp16", "int8", "dynamic-int8"))
+    precisions = parse_list(args.precision, "precision", precisions_of("tflite"))
     threads = parse_int_list(args.threads, "threads")
     detect_every = parse_int_list(args.detect_every, "detect-every")
     xnn = [{"on": True, "off": False}[v] for v in parse_list(args.xnnpack, "xnnpack", ("on", "off"))]

@@ -10,8 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-FORMATS = ("tflite", "onnx", "coreml")
-PRECISIONS = ("fp32", "fp16", "int8", "dynamic-int8", "palettize6")  # palettize6: coreml only
+from ..runtime.formats import FORMAT_NAMES as FORMATS, PRECISIONS  # the one table (palettize6: coreml only)
 
 
 def add_parser(subparsers) -> None:
@@ -25,9 +24,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--weights", required=True, metavar="PATH",
                    help="pose: .pt checkpoint (yakhyo/head-pose-estimation layout) or that repo's .onnx; "
                         "SCRFD: the *_bnkps.onnx file")
-    p.add_argument("--format", default="tflite", dest="fmt", metavar="{onnx,tflite,coreml}",
+    p.add_argument("--format", default="tflite", dest="fmt", metavar="{" + ",".join(FORMATS) + "}",
                    help="artifact format (default tflite; coreml: .mlpackage for iOS 16+, see ios_notes/)")
-    p.add_argument("--precision", default="fp32", metavar="{fp32,fp16,int8,dynamic-int8,palettize6}",
+    p.add_argument("--precision", default="fp32", metavar="{" + ",".join(PRECISIONS) + "}",
                    help="fp32 (default), fp16 weights, int8 (full-integer, calibrated on --calib) or "
                         "dynamic-int8 (int8 weights, float activations); coreml: fp32, fp16, int8 (int8 "
                         "weights, fp16 compute), palettize6 (6-bit k-means weights)")

@@ -71,13 +71,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..runtime.errors import ConversionError, InputError
+from ..runtime.formats import FORMATS
 from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, umask_mode, write_json_atomic
 from ..runtime.registry import SCRFD_DECODE, get_spec
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8", "palettize6")
-MODEL_FILE = "model.mlpackage"
+PRECISIONS = FORMATS["coreml"].precisions
+MODEL_FILE = FORMATS["coreml"].model_file
 REFERENCE_FILE = "reference.npz"
 CHECKER_FILE = "verify_coreml.py"
 IMAGE_INPUT = "image"

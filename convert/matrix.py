@@ -28,6 +28,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..runtime.errors import HeadposeError, InputError
+from ..runtime.formats import PRECISIONS
 from ..runtime.manifest import load_manifest, write_json_atomic
 from ..runtime.registry import POSE_MODELS, REGISTRY, get_spec
 
@@ -221,7 +222,7 @@ def _write(rows: List[Dict], meta: Dict, previous, json_path: Path, report: Path
     runs = [runs[i] for i in used]
     rows = [dict(r, run=used.index(r["run"])) for r in rows]
     order = {m: i for i, m in enumerate(REGISTRY)}
-    rank = {p: i for i, p in enumerate(("fp32", "fp16", "int8", "dynamic-int8"))}
+    rank = {p: i for i, p in enumerate(PRECISIONS)}
     rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], rank.get(r["precision"], 9)))
     write_json_atomic(json_path, {"runs": runs, "rows": rows})
     tmp = report.with_name(f".{report.name}.tmp")

@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..runtime.errors import CheckpointError, ConversionError, InputError
+from ..runtime.formats import FORMAT_NAMES, precisions_of
 from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, umask_mode, write_json_atomic
 from ..runtime.registry import ModelSpec, get_spec
 from . import calibration as calib_mod
@@ -34,8 +35,9 @@ from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("tflite", "onnx")
-PRECISIONS = ("fp32", "fp16", "int8", "dynamic-int8")
+# the formats this pipeline builds through onnx2tf / onnxruntime (coreml has its own route, see convert())
+FORMATS = tuple(f for f in FORMAT_NAMES if f != "coreml")
+PRECISIONS = precisions_of("tflite")
 QUANT_MODE = {"fp32": "none", "fp16": "float16", "int8": "full_integer", "dynamic-int8": "dynamic_range"}
 TOOLS = ("torch", "onnx", "onnxruntime", "onnxsim", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy",
          "headpose-edge")

@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from .errors import ManifestError
+from .formats import FORMAT_NAMES, precisions_of
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 TASKS = ("head_pose", "face_detection")
-FORMATS = ("onnx", "tflite", "coreml")
+FORMATS = FORMAT_NAMES  # runtime/formats.py, the one table
 LAYOUTS = ("NHWC", "NCHW")
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64")
 
@@ -161,6 +162,9 @@ class Manifest:
             raise ManifestError(f"{where}: task {d['task']!r} is not one of {', '.join(TASKS)}")
         if d["format"] not in FORMATS:
             raise ManifestError(f"{where}: format {d['format']!r} is not one of {', '.join(FORMATS)}")
+        if d["precision"] not in precisions_of(d["format"]):
+            raise ManifestError(f"{where}: precision {d['precision']!r} is not one of the {d['format']} "
+                                f"precisions ({', '.join(precisions_of(d['format']))})")
         _check_fields(d, where)
         try:
             inp = TensorSpec(**d["input"])

@@ -23,11 +23,12 @@ from typing import Iterator, Optional, Union
 import numpy as np
 
 from ...runtime.errors import ConversionError
+from ...runtime.formats import precisions_of
 
 log = logging.getLogger(__name__)
 
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-PRECISIONS = ("fp32", "fp16", "int8", "dynamic-int8")
+PRECISIONS = precisions_of("tflite")
 
 
 @contextlib.contextmanager
