@@ -34,8 +34,11 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("video", nargs="?", default=None,
                    help=f"video for the end-to-end pipelines (default {DEFAULT_VIDEO} when present)")
-    p.add_argument("--pose", default="mobilenetv3_small", help="pose models, comma-separated (default %(default)s)")
-    p.add_argument("--detector", default="scrfd_500m", help="detector model id (default %(default)s)")
+    p.add_argument("--pose", default="mobilenetv3_small",
+                   help="pose models, comma-separated: model ids (built per --precision) or artifact directories / "
+                        "artifact ids (measured exactly as given, nothing built) (default %(default)s)")
+    p.add_argument("--detector", default="scrfd_500m",
+                   help="detector: a model id, or an artifact directory / id as --pose (default %(default)s)")
     p.add_argument("--precision", default="fp32,int8", help="precision sweep of the TFLite artifacts (default %(default)s)")
     p.add_argument("--detector-precision", default="match", choices=("match", "fp32", "int8"),
                    help="detector precision in LiteRT pipelines: 'match' uses the pose precision (default)")
@@ -70,7 +73,15 @@ def add_parser(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="retry artifact builds that failed in earlier runs")
     p.add_argument("--note", action="append", default=[], help="free text recorded in the result (repeatable)")
     p.add_argument("--no-samples", action="store_true", help="do not store raw per-run/per-frame timings")
-    p.add_argument("--artifact", action="append", default=[], metavar="DIR",
+    p.add_argument("--sweep", choices=("plan",), default=None,
+                   help="plan: the sweep `headpose plan` needs (students x fp32/int8, threads 1 and all cores, "
+                        "detect-every 1,3, 40 frames; found artifacts only), <= 10 min on a Pi 4 (estimate: --dry-run)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be measured and its estimated duration")
+    p.add_argument("--max-load", type=float, default=None,
+                   help="refuse to start above this 1-minute load average (default: a quarter of the cores, >= 0.5)")
+    p.add_argument("--allow-load", action="store_true",
+                   help="measure on a busy machine anyway (the result is flagged load.verdict=loaded)")
+    p.add_argument("--artifact", action="append", default=[], metavar="DIR|ID",
                    help="model-only latency of these artifact directories only (tflite or onnx; repeatable): "
                         "no matrix, no pipelines")
     p.set_defaults(func=run_bench)
@@ -121,9 +132,15 @@ def run_bench(args: argparse.Namespace) -> int:
     from .schema import SCHEMA_NAME, SCHEMA_VERSION
     from .stats import BUDGETS, parse_duration, parse_int_list, parse_list, ratio
     from .sustained import SustainedRecorder, sensors_available, summarize_windows
+    from .given import is_given
+    from .load import LoadWatch, usable_cores
 
+    if args.sweep == "plan":
+        from . import sweep
+        sweep.apply(args, usable_cores())
     poses = parse_list(args.pose, "pose")
-    for m in poses:
+    given = bool(args.sweep) or any(is_given(x) for x in poses + [args.detector])
+    for m in ([] if given else poses):
         if get_spec(m).task != "head_pose":
             raise InputError(f"--pose {m}: not a head pose model")
     precisions = parse_list(args.precision, "precision", precisions_of("tflite"))
@@ -145,9 +162,17 @@ def run_bench(args: argparse.Namespace) -> int:
     device = fingerprint(args.device_name)
     run_id = f"{device['name']}-{started.strftime('%Y%m%dT%H%M%SZ')}"
     load_start = _loadavg()
+    watch = LoadWatch(args.max_load)
+    if args.dry_run:
+        return _dry_run(args, poses, precisions, threads, detect_every)
+    if watch.busy_at_start() and not args.allow_load:
+        raise InputError(watch.refuse_message())
 
     if args.artifact:
-        return _bench_artifacts(args, device, run_id, started, load_start, threads, xnn, batches)
+        return _bench_artifacts(args, device, run_id, started, watch, threads, xnn, batches)
+    if given:
+        return _bench_given(args, video, device, run_id, started, watch, poses, precisions, threads,
+                            detect_every, xnn, batches)
 
     # -- artifacts ------------------------------------------------------------------------------
     pw = _pose_weights_map(args.pose_weights)
@@ -200,6 +225,10 @@ def run_bench(args: argparse.Namespace) -> int:
         artifacts.append({"id": m.id, "model": m.model, "task": m.task, "format": m.format, "precision": m.precision,
                           "file_sha256": m.file_sha256, "file_bytes": m.file_bytes, "weights": w.kind,
                           "source_sha256": src.get("sha256", w.sha256), "path": str(d)})
+    from .given import artifact_record
+    for a in artifacts:  # the manifest's sha256 and the held-out accuracy `headpose plan` ranks by
+        rec = artifact_record(Path(a["path"]))
+        a.update(manifest_sha256=rec["manifest_sha256"], accuracy=rec["accuracy"])
 
     # -- plan -----------------------------------------------------------------------------------
     frame0 = ml.first_frame(video) if video is not None else None
@@ -305,7 +334,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "tool": {"name": "headpose bench", "version": __version__,
                  "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
         "device": device,
-        "load": {"loadavg_start": load_start, "loadavg_end": load_end},
+        "load": watch.finish(),
         "budgets": dict(BUDGETS),
         "settings": {"video": str(video) if video else None, "frames": args.frames, "warmup": args.warmup,
                      "pipeline_warmup": args.pipeline_warmup, "runs": args.runs, "seconds": args.seconds,
@@ -345,7 +374,54 @@ def _write(result: dict, out_dir) -> Path:
     return path
 
 
-def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn, batches) -> int:
+def _header(args, device, run_id, started, load) -> dict:
+    from .. import __version__
+    from .schema import SCHEMA_NAME, SCHEMA_VERSION
+    from .stats import BUDGETS
+    return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "run_id": run_id,
+            "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tool": {"name": "headpose bench", "version": __version__,
+                     "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+            "device": device, "load": load, "budgets": dict(BUDGETS)}
+
+
+def _dry_run(args, poses, precisions, threads, detect_every) -> int:
+    """``--dry-run``: what would be measured; for ``--sweep plan`` its ESTIMATED duration on a Pi 4."""
+    from .sweep import estimate_seconds
+    models = [p.split("-")[0] if "-" in p and "/" not in p else p for p in poses]
+    models = list(dict.fromkeys(m for m in models if "/" not in m))
+    e = estimate_seconds(models, precisions, threads, detect_every, args.frames, args.pipeline_warmup, args.runs,
+                         args.warmup)
+    print(f"headpose bench{' --sweep ' + args.sweep if args.sweep else ''}: pose {args.pose}; detector "
+          f"{args.detector}; threads {threads}; detect-every {detect_every}; {e['pipelines']} pipelines x "
+          f"{args.frames + args.pipeline_warmup} frames, model-only {args.runs} runs each")
+    print(f"ESTIMATE on a Raspberry Pi 4 (published per-MAC figures, 7 faces per frame; see "
+          f"headpose.benchmarks.sweep): ~{e['total_s']} s ({e['pipelines_s']} s pipelines + {e['model_only_s']} s "
+          f"model-only); a Pi 5 is 1.4-2.5x faster")
+    return 0
+
+
+def _bench_given(args, video, device, run_id, started, watch, poses, precisions, threads, detect_every, xnn,
+                 batches) -> int:
+    """Directories / artifact ids given (or ``--sweep plan``): exactly those artifacts, nothing built."""
+    from .given import bench_given, resolve_all
+    skip = bool(args.sweep)  # the sweep measures what is there; a missing one is a note
+    notes: List[str] = []
+    pose_dirs = resolve_all(poses, "head_pose", precisions, notes if skip else None)
+    det_prec = precisions if args.detector_precision == "match" else [args.detector_precision]
+    det_dirs = resolve_all([args.detector], "face_detection", det_prec, notes if skip else None)
+    from ..runtime.errors import InputError
+    if not pose_dirs or not det_dirs:
+        raise InputError("no artifact to measure: " + "; ".join(notes))
+    body = bench_given(args, video, pose_dirs, det_dirs, threads, detect_every, xnn, batches, not args.no_samples)
+    body["notes"] = notes + body["notes"]
+    result = {**_header(args, device, run_id, started, watch.finish()), **body}
+    result["notes"].append(result["load"]["note"])
+    _write(result, args.out)
+    return 0
+
+
+def _bench_artifacts(args, device, run_id, started, watch, threads, xnn, batches) -> int:
     """``--artifact DIR ...``: model-only latency of the given artifacts, nothing else."""
     from tqdm import tqdm
 
@@ -354,7 +430,9 @@ def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn, ba
     from . import model_latency as ml
     from .schema import SCHEMA_NAME, SCHEMA_VERSION
     from .stats import BUDGETS
-    dirs = [Path(a) for a in args.artifact]
+    from ..runtime.resolve import resolve_artifact
+    dirs = [resolve_artifact(a) for a in args.artifact]  # directories or artifact ids, as everywhere
+    load_start = watch.start
     mans = [load_manifest(d) for d in dirs]
     video = Path(args.video) if args.video else (DEFAULT_VIDEO if DEFAULT_VIDEO.exists() else None)
     frame0 = ml.first_frame(video) if video is not None else None
@@ -382,7 +460,7 @@ def _bench_artifacts(args, device, run_id, started, load_start, threads, xnn, ba
         "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": {"name": "headpose bench", "version": __version__,
                  "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
-        "device": device, "load": {"loadavg_start": load_start, "loadavg_end": load_end},
+        "device": device, "load": watch.finish(),
         "budgets": dict(BUDGETS),
         "settings": {"artifacts": [str(d) for d in dirs], "threads": threads, "xnnpack": xnn, "batch": batches,
                      "warmup": args.warmup,

@@ -173,9 +173,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--weights expects MODEL=PATH, got '{item}'")
         k, v = item.split("=", 1)
         given[k] = v
+    from ..runtime.resolve import parse_ref, resolve_artifact  # model ids, artifact ids or directories
     models = [m for m in args.models.split(",") if m]
-    for m in models:
-        get_spec(m)
+    refs = {m: parse_ref(m) for m in models}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": command_of(args), "arguments": arguments_of(args),
@@ -186,6 +186,16 @@ def run(args: argparse.Namespace) -> int:
     previous = json.loads(json_path.read_text()) if args.update and json_path.exists() else None
     rows: List[Dict] = []
     for model_id in models:
+        if refs[model_id].is_path or refs[model_id].text != refs[model_id].model:  # an existing artifact: its row
+            try:  # (no conversion: the directory or id, resolved as `headpose run` and `bench` resolve it)
+                d = resolve_artifact(model_id)
+                m = load_manifest(d)
+                rows.append(row_of(m.model, m.precision, "artifact", d))
+            except HeadposeError as e:
+                rows.append({"model": model_id, "precision": "*", "weights": "artifact", "error": str(e)})
+            meta["load_after"] = round(os.getloadavg()[0], 2)
+            _write(rows, meta, previous, json_path, report)
+            continue
         try:
             w = weights_of(model_id, given, out)
         except HeadposeError as e:

@@ -153,9 +153,11 @@ def add_parser(sub) -> None:
     p.add_argument("--source", default=None,
                    help="picamera | camera index (0) | rtsp://... or http://... URL | video file | image | folder "
                         "(default: camera 0 when present, else the sample photo in weights/cache/)")
-    p.add_argument("--detector", metavar="DIR", help="SCRFD TFLite artifact directory (default: "
-                   "weights/exports/scrfd_2.5g-640-tflite-fp32, built on first use)")
-    p.add_argument("--pose", metavar="DIR", help="pose TFLite artifact directory (default: "
+    p.add_argument("--detector", metavar="DIR|ID", help="SCRFD TFLite artifact: a directory, an artifact id "
+                   "(scrfd_500m-640-tflite-int8) or a model id (its fp32 artifact), ids looked up in weights/exports "
+                   "and the bench cache (default: weights/exports/scrfd_2.5g-640-tflite-fp32, built on first use)")
+    p.add_argument("--pose", metavar="DIR|ID", help="pose TFLite artifact: a directory, an artifact id "
+                   "(mobilenetv3_small-224-tflite-int8) or a model id, as --detector (default: "
                    "weights/exports/mobilenetv3_small-224-tflite-fp32, built on first use)")
     p.add_argument("--output", metavar="VIDEO", help="write the annotated video (.mp4 or .avi)")
     p.add_argument("--jsonl", metavar="FILE", help="write one JSON record per frame")
@@ -236,11 +238,14 @@ def run(args: argparse.Namespace) -> int:
         from .serve import check_options
         check_options(args.serve, args.serve_fps, args.serve_token)
     check_outputs({"--output": args.output, "--jsonl": args.jsonl, "--csv": args.csv}, args.source)
+    from .resolve import resolve_artifact  # directory, artifact id or model id: the one resolver
     if args.detector and args.pose:
-        det_dir, pose_dir = Path(args.detector), Path(args.pose)
+        det_dir, pose_dir = (resolve_artifact(args.detector, "face_detection"),
+                             resolve_artifact(args.pose, "head_pose"))
     else:
         d_det, d_pose = default_artifacts()
-        det_dir, pose_dir = Path(args.detector or d_det), Path(args.pose or d_pose)
+        det_dir = resolve_artifact(args.detector, "face_detection") if args.detector else d_det
+        pose_dir = resolve_artifact(args.pose, "head_pose") if args.pose else d_pose
 
     est = src = bar = None
     sinks = []

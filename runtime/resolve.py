@@ -1,0 +1,154 @@
+"""One vocabulary for naming a model on every command: an artifact directory, an artifact id, or a model id.
+
+``headpose run --pose``, ``headpose bench --pose/--detector/--artifact`` and ``headpose convert-matrix
+--models`` all take a reference resolved by :func:`resolve_artifact`:
+
+- an **artifact directory** (or its ``manifest.json``): used as it is;
+- an **artifact id** ``{model}-{size}-{format}-{precision}`` (``mobilenetv3_small-224-tflite-int8``):
+  the folder of that name in the search folders;
+- a **model id** (``mobilenetv3_small``): its artifact at ``precision`` (default fp32), ``size``
+  (default the registry's input size) and ``fmt`` (default tflite), looked up the same way.
+
+Search folders, in order (:func:`search_dirs`): ``$HEADPOSE_WEIGHTS_DIR/exports`` alone when that is
+set, else ``./weights/exports`` and the checkout's ``weights/exports``; then their ``matrix/``
+sub-folder (``convert-matrix``'s default) and the bench cache ``weights/cache/bench/<model>-<sha12>/``
+(newest first). Where nothing is found, a caller that may build (``bench``, ``convert-matrix``)
+passes ``build``; the runtime never does, and says which ``headpose convert`` makes it.
+
+Runtime module: standard library + the manifest reader only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from .errors import InputError, ManifestError
+from .manifest import MANIFEST_NAME, artifact_id, load_manifest
+from .paths import PROJECT_ROOT
+from .registry import get_spec
+
+TASK_WORD = {"head_pose": "pose", "face_detection": "detector"}
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A parsed reference: ``path`` (a directory given as such) or ``model``/``size``/``fmt``/``precision``."""
+
+    text: str
+    path: Optional[Path] = None
+    model: Optional[str] = None
+    size: Optional[int] = None
+    fmt: Optional[str] = None
+    precision: Optional[str] = None
+
+    @property
+    def is_path(self) -> bool:
+        return self.path is not None
+
+    @property
+    def id(self) -> Optional[str]:
+        return None if self.model is None else artifact_id(self.model, self.size, self.fmt, self.precision)
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or (os.altsep or "/") in text or text.startswith(".") or text.startswith("~")
+
+
+def parse_ref(text: str, precision: Optional[str] = None, size: Optional[int] = None, fmt: Optional[str] = None
+              ) -> ArtifactRef:
+    """Parse ``text`` (directory, artifact id or model id) with the defaults of a model id.
+
+    Raises
+    ------
+    UnknownModelError
+        A model id the registry does not know (with "did you mean").
+    InputError
+        An artifact id whose parts disagree with the given precision / size / format.
+    """
+    text = str(text).strip()
+    p = Path(text).expanduser()
+    if p.exists() or _looks_like_path(text):
+        return ArtifactRef(text, path=p)
+    parts = text.split("-")
+    if len(parts) >= 4 and parts[1].isdigit():  # {model}-{size}-{format}-{precision}; precision may hold '-'
+        model, s, f, prec = parts[0], int(parts[1]), parts[2], "-".join(parts[3:])
+        get_spec(model)
+        for name, given, found in (("precision", precision, prec), ("input size", size, s), ("format", fmt, f)):
+            if given is not None and given != found:
+                raise InputError(f"'{text}' is a {found} artifact id, but {name} {given} was asked for: give the "
+                                 f"model id '{model}' to choose the {name}, or the artifact id alone")
+        return ArtifactRef(text, model=model, size=s, fmt=f, precision=prec)
+    spec = get_spec(text)
+    return ArtifactRef(text, model=text, size=size or spec.input_size, fmt=fmt or "tflite",
+                       precision=precision or "fp32")
+
+
+def search_dirs() -> List[Path]:
+    """The folders an artifact id is looked up in, in order (see the module docstring)."""
+    env = os.environ.get("HEADPOSE_WEIGHTS_DIR")
+    weights = [Path(env)] if env else [Path.cwd() / "weights", PROJECT_ROOT / "weights"]
+    out: List[Path] = []
+    for w in weights:
+        for d in (w / "exports", w / "exports" / "matrix"):
+            if d.resolve() not in [o.resolve() for o in out]:
+                out.append(d)
+    for w in weights:
+        cache = w / "cache" / "bench"
+        if cache.is_dir():
+            tags = sorted((t for t in cache.iterdir() if t.is_dir() and t.name != "seeded"),
+                          key=lambda t: t.stat().st_mtime, reverse=True)
+            out += [t for t in tags if t.resolve() not in [o.resolve() for o in out]]
+    return out
+
+
+def resolve_artifact(text: str, task: Optional[str] = None, precision: Optional[str] = None,
+                     size: Optional[int] = None, fmt: Optional[str] = None,
+                     search: Optional[Sequence[Path]] = None,
+                     build: Optional[Callable[[ArtifactRef], Path]] = None) -> Path:
+    """The artifact directory a command-line reference names (the one resolver of every command).
+
+    Parameters
+    ----------
+    text : str
+        Artifact directory, artifact id or model id.
+    task : str, optional
+        ``head_pose`` or ``face_detection``: a reference of the other task is refused.
+    precision, size, fmt : optional
+        For a model id (defaults fp32, the registry's size, tflite); for a directory or artifact id
+        they must agree with it.
+    search : folders, optional
+        Where ids are looked up (default :func:`search_dirs`).
+    build : callable, optional
+        ``build(ref) -> Path`` called when nothing is found (bench / convert-matrix build there).
+
+    Raises
+    ------
+    ManifestError
+        Not found (naming the folders searched and the ``headpose convert`` command), a directory
+        without a valid manifest, or an artifact of the wrong task / precision / size / format.
+    """
+    ref = parse_ref(text, precision, size, fmt)
+    if ref.is_path:
+        m = load_manifest(ref.path, expect_task=task)
+        for name, given, found in (("precision", precision, m.precision), ("format", fmt, m.format),
+                                   ("input size", size, m.input.shape[2] if len(m.input.shape or ()) >= 3 else None)):
+            if given is not None and found is not None and given != found:
+                raise ManifestError(f"artifact '{ref.path}' is {name} {found}, not the {given} asked for")
+        return m.directory
+    if task and get_spec(ref.model).task != task:
+        raise ManifestError(f"'{text}' is a {get_spec(ref.model).task} model, but a {TASK_WORD.get(task, task)} "
+                            f"model was expected here")
+    dirs = list(search) if search is not None else search_dirs()
+    for d in dirs:
+        if (Path(d) / ref.id / MANIFEST_NAME).is_file():
+            return load_manifest(Path(d) / ref.id, expect_task=task).directory
+    if build is not None:
+        return Path(build(ref))
+    where = ", ".join(str(d) for d in dirs) or "(no folder)"
+    raise ManifestError(f"no artifact {ref.id} (from '{text}') in {where}; build it with `headpose convert "
+                        f"{ref.model} --weights PATH --format {ref.fmt} --precision {ref.precision}"
+                        f"{'' if ref.size == get_spec(ref.model).input_size else f' --input-size {ref.size}'} "
+                        f"--out weights/exports`, or pass its directory")
