@@ -223,6 +223,45 @@ def load_pose_model(model_id: str, path: Union[str, Path]) -> nn.Module:
     return load_pose_checkpoint(model_id, path)[0]
 
 
+def current_head_from_linear(model_id: str, sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Re-express a single-Linear MobileNetV3 head exactly in the current upstream head layout.
+
+    The current head is ``Linear(C, H) -> Hardswish -> Linear(H, 6)``. With ``z = W x + b`` the old
+    6-vector, the identity ``hardswish(z) - hardswish(-z) = z`` (true for every real z) gives it exactly:
+    rows ``2j`` and ``2j + 1`` of the first Linear are ``+(W_j, b_j)`` and ``-(W_j, b_j)``, and output j of
+    the second is their difference. The other ``H - 12`` hidden units repeat those rows (so that no
+    weight channel is all zero, which quantisers handle badly) with zero weight in the second Linear.
+
+    Parameters
+    ----------
+    model_id : str
+        ``mobilenetv3_small`` or ``mobilenetv3_large``.
+    sd : mapping
+        A state_dict in the ``"linear"`` head layout.
+
+    Returns
+    -------
+    dict
+        The state_dict in the ``"mlp"`` layout (current upstream): loads into upstream's own code.
+    """
+    if find_head(model_id, sd) != "linear" or "mlp" not in head_layouts(model_id):
+        raise CheckpointError(f"current_head_from_linear needs a {model_id} state_dict with the single-Linear head "
+                              f"(keys linear_reg.weight/bias); found keys {sorted(k for k in sd if 'linear_reg' in k)}")
+    w, b = sd["linear_reg.weight"].double(), sd["linear_reg.bias"].double()
+    hidden = get_spec(model_id).arch["head_hidden"]
+    rows = torch.arange(hidden) % 12
+    sign = 1.0 - 2.0 * (rows % 2).double()           # +, -, +, -, ...
+    w1, b1 = w[rows // 2] * sign[:, None], b[rows // 2] * sign
+    w2 = torch.zeros(6, hidden, dtype=torch.float64)
+    w2[torch.arange(6), 2 * torch.arange(6)] = 1.0
+    w2[torch.arange(6), 2 * torch.arange(6) + 1] = -1.0
+    out = {k: v for k, v in sd.items() if not k.startswith("linear_reg.")}
+    dtype = sd["linear_reg.weight"].dtype
+    out.update({"linear_reg.0.weight": w1.to(dtype), "linear_reg.0.bias": b1.to(dtype),
+                "linear_reg.2.weight": w2.to(dtype), "linear_reg.2.bias": torch.zeros(6, dtype=dtype)})
+    return out
+
+
 def seeded_checkpoint(model_id: str, path: Union[str, Path], seed: int = 0) -> Path:
     """Write a seeded, untrained checkpoint whose outputs vary across faces (for tests and demos).
 

@@ -192,16 +192,6 @@ def cut_pose_onnx(src: Union[str, Path], dst: Union[str, Path]) -> dict:
             "head": head}
 
 
-def onnx_input_shape(model) -> List:
-    """Shape of the first non-initializer input (``None``/str for dynamic dims)."""
-    inits = {i.name for i in model.graph.initializer}
-    for i in model.graph.input:
-        if i.name not in inits:
-            return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                    for d in i.type.tensor_type.shape.dim]
-    raise InputError("the ONNX graph has no input")
-
-
 def fix_scrfd_input(src: Union[str, Path], dst: Union[str, Path], size: int) -> Path:
     """Write ``src`` with a static ``[1, 3, size, size]`` input (SCRFD); outputs keep their names.
 

@@ -122,23 +122,8 @@ def test_scrfd_500m_int8(artifact):
     assert box_iou(want, got).max(axis=1).min() > 0.7
 
 
-def test_upstream_onnx_to_tflite(tmp_path, seeded_ckpt):
-    """A yakhyo-style ONNX (ending in the rotation matrix) converts; parity is against that ONNX."""
-    from headpose.convert.checkpoint import load_pose_model
-    from headpose.convert.pipeline import convert
-    from tests.convert.upstream import export_upstream
-    need_shared(VIDEO)
-    src = export_upstream(load_pose_model("mobilenetv3_small", seeded_ckpt("mobilenetv3_small")),
-                          tmp_path / "mobilenetv3_small.onnx")
-    d = convert("mobilenetv3_small", src, precision="fp32", calib=VIDEO, out_dir=tmp_path / "out")
-    m = load_manifest(d)
-    assert m.source["kind"] == "pose_onnx" and m.source["source_outputs"] == ["rotation_matrix"]
-    assert m.parity["reference"] == "source ONNX in onnxruntime" and m.parity["euler_max_deg"] < 0.05
-    assert max(m.parity["reference_euler_std_deg"].values()) > 0.5
-    tfl = TFLiteModel(m)
-    assert tfl.input_shape[1:] == [224, 224, 3]
-    x = np.zeros((3, 224, 224, 3), np.float32)
-    assert tfl(x)[m.outputs[0].name].shape == (3, 6)
+# An upstream ONNX export (ending in the rotation matrix), TorchScript and dynamo exporters, of every
+# backbone: tests/convert/test_upstream_conformance.py.
 
 
 # ---- the rest of the matrix ------------------------------------------------------------------

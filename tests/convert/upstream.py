@@ -184,9 +184,13 @@ def write_state_dict(model_id: str, path: Path, seed: int = 0) -> Path:
     return path
 
 
-def write_training_checkpoint(model_id: str, path: Path, seed: int = 0, epoch: int = 7) -> Path:
-    """What upstream main.py saves: model, Adam optimizer, MultiStepLR scheduler, epoch and the argparse args."""
-    sd = upstream_state_dict(model_id, seed)
+def write_training_checkpoint(model_id: str, path: Path, seed: int = 0, epoch: int = 7,
+                              sd: Optional[Dict[str, torch.Tensor]] = None) -> Path:
+    """What upstream main.py saves: model, Adam optimizer, MultiStepLR scheduler, epoch and the argparse args.
+
+    ``sd`` (upstream layout) is the model's state_dict; by default a seeded one.
+    """
+    sd = upstream_state_dict(model_id, seed) if sd is None else sd
     params = [nn.Parameter(v.clone()) for v in sd.values() if v.is_floating_point()]
     optimizer = torch.optim.Adam(params, 1e-4)
     sum((p * p).sum() for p in params).backward()
