@@ -16,7 +16,7 @@ machine's load hits all of them; the median FPS of each is compared with ``no-se
 
     python -m headpose.benchmarks.serve_load --detector DIR --pose DIR --video ../shared/data/in_video.mp4
 
-writes ``benchmarks/results/serve-load-<device>-<UTC time>.json`` (``--out``) and prints a table.
+writes ``benchmarks/results/serve-load/serve-load-<device>-<UTC time>.json`` (not a bench result: kept out of the report's folder) (``--out``) and prints a table.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 CONFIGS = ("no-serve", "serve-idle", "fast-viewer", "slow-viewer", "stalled-viewer")
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results" / "serve-load"
 SUMMARY = re.compile(r"headpose run: (\d+) frames, \d+ faces, ([\d.]+) FPS end-to-end \(([\d.]+) s\)")
 
 
