@@ -319,6 +319,8 @@ def render_plots(results: Sequence[dict], out_dir: Path) -> List[Path]:
         fig.tight_layout()
         written.append(_save(fig, out_dir / "fps_per_device.png"))
         plt.close(fig)
+    from .stage_plots import render_stage_plots  # stage_<stage>.png: one plot per stage, every device
+    written += render_stage_plots(results, out_dir, plt, _save)
     return written
 
 

@@ -113,3 +113,19 @@ def test_real_results_under_load_are_flagged(path):
     assert any("taken under load" in w for w in d["warnings"])
     assert len(d["rows"]) > 0 and d["bottlenecks"]
     assert all(b["stage"] in ("detector", "pose") for b in d["bottlenecks"])
+
+
+def test_bench_report_merges_two_devices_one_plot_per_stage(tmp_path):
+    from headpose.benchmarks.report import build_report, plotting_available
+    rep = build_report([PI5, PI4], tmp_path, plots=True)
+    md = rep["markdown"].read_text()
+    assert "pi5-handmade" in md and "pi4-handmade" in md
+    if plotting_available():
+        names = {p.name for p in rep["plots"]}
+        assert {"stage_detector.png", "stage_pose.png", "stage_capture.png", "fps_per_device.png"} <= names
+    bad = tmp_path / "pi3.json"
+    r = json.loads(PI4.read_text())
+    r["pipelines"][0]["end_to_end"]["p99"] = "slow"
+    bad.write_text(json.dumps(r))
+    with pytest.raises(ResultError, match=r"pi3.json is not a valid .*pipelines\[0\].end_to_end.p99: expected a number"):
+        build_report([PI5, bad], tmp_path / "x")
