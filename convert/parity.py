@@ -16,7 +16,6 @@ import numpy as np
 
 from ..runtime.errors import ConversionError
 from ..runtime.manifest import Manifest, load_manifest
-from ..runtime.registry import SCRFD_DECODE
 from ..runtime.rotation import (angle_difference_deg, euler_from_6d, euler_from_rotation, geodesic_deg,
                                 rotation_from_6d)
 from ..runtime.scrfd import box_iou, decode_scrfd
@@ -125,11 +124,12 @@ def detector_outputs(named: Mapping[str, np.ndarray], manifest: Manifest) -> Dic
     return {(o.role, o.stride): named[o.name] for o in manifest.outputs}
 
 
-def decode(raw: Mapping[Tuple[str, int], np.ndarray], size: int) -> np.ndarray:
-    """Runtime SCRFD decode with the registry's thresholds; dets (K, 5) in detector-input pixels."""
-    d = SCRFD_DECODE
-    dets, _ = decode_scrfd(raw, (size, size), d["strides"], d["anchors_per_cell"], d["score_threshold"],
-                           d["nms_threshold"], 1.0)
+def decode(raw: Mapping[Tuple[str, int], np.ndarray], manifest: Manifest) -> np.ndarray:
+    """Runtime SCRFD decode with the artifact's own manifest (input size, strides, anchors, thresholds);
+    dets (K, 5) in detector-input pixels."""
+    d = manifest.scrfd
+    dets, _ = decode_scrfd(raw, manifest.input_hw, d.strides, d.anchors_per_cell, d.score_threshold,
+                           d.nms_threshold, 1.0)
     return dets
 
 
@@ -163,11 +163,10 @@ def detector_parity(runner: ArtifactRunner, inputs: np.ndarray,
     dict: ``frames``, ``reference_faces``, ``matched``, ``recall``, ``mean_iou`` (over reference
     faces, 0 for unmatched), ``min_iou``, ``extra_detections``, ``gate``, ``passed``.
     """
-    size = int(inputs.shape[1])
     ious, extra = [], 0
     for x, ref_raw in zip(inputs, reference):
-        ref = decode(ref_raw, size)
-        test = decode(detector_outputs(runner(x[None]), runner.manifest), size)
+        ref = decode(ref_raw, runner.manifest)
+        test = decode(detector_outputs(runner(x[None]), runner.manifest), runner.manifest)
         m = match_faces(ref, test)
         ious.extend(m.tolist())
         extra += int(len(test) - (m > 0).sum())

@@ -346,9 +346,7 @@ class _Job:
             quant.update({"weights": "float16", "io_dtype": "float32"})
         elif self.precision == "dynamic-int8":
             quant.update({"activations": "float32", "io_dtype": "float32"})
-        decode = dict(spec.decode)
-        if not self.is_pose:
-            decode["input_size"] = [self.size, self.size]
+        decode = self._decode()
         return Manifest(
             id=artifact_id(spec.model_id, self.size, self.fmt, self.precision), model=spec.model_id,
             task=spec.task, format=self.fmt, precision=self.precision, file=model_file.name,
@@ -358,6 +356,13 @@ class _Job:
                     **self.source_info},
             tools=tool_versions(),
             created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def _decode(self) -> Dict:
+        """The artifact's ``decode`` section: the registry's facts (+ the SCRFD input size)."""
+        decode = dict(self.spec.decode)
+        if not self.is_pose:
+            decode["input_size"] = [self.size, self.size]
+        return decode
 
     def _external_data(self) -> Dict:
         """``{"external_data": [{file, sha256, bytes}]}`` for an ONNX source whose weights live beside it."""
@@ -373,10 +378,10 @@ class _Job:
         tmp = Manifest(id="probe", model=self.spec.model_id, task=self.spec.task, format=self.fmt,
                        precision=self.precision, file=model_file.name, input=inp,
                        outputs=[TensorSpec(name=n, shape=s, dtype=d, role="raw") for n, s, d in outs],
-                       decode={}, directory=model_file.parent)
+                       decode=self._decode(), directory=model_file.parent)
         runner = parity_mod.ArtifactRunner(tmp)
         # the parity frame with the most reference detections is the most telling
-        counts = [len(parity_mod.decode(r, self.size)) for r in self.reference]
+        counts = [len(parity_mod.decode(r, tmp)) for r in self.reference]
         i = int(np.argmax(counts))
         named = runner(self.data.parity[i:i + 1])
         mapping = parity_mod.map_outputs_by_values(named, self.reference[i])

@@ -1,12 +1,14 @@
 // Manifest.swift - the subset of an artifact's manifest.json the app needs (schema_version 1).
 // Tensors are found by NAME and ROLE from the manifest, never by output order or shape.
+// Its non-optional fields are the ones runtime/manifest.schema.json requires (for format coreml);
+// tests/unit/test_manifest_schema.py checks that.
 import Foundation
 
 struct HeadposeManifest: Decodable {
     struct Tensor: Decodable {
         let name: String
         let shape: [Int]
-        let dtype: String
+        let dtype: String?        // optional as in the schema (the converters always write it)
         let role: String?
         let stride: Int?          // SCRFD outputs: 8, 16, 32
         let layout: String?       // input only

@@ -16,25 +16,11 @@ import numpy as np
 
 from .errors import ManifestError
 from .interpreter import TFLiteModel
-from .manifest import Manifest, load_manifest
+from .manifest import SCRFD_ROLES, Manifest, load_manifest
 from .preprocess import as_three_channels, letterbox, normalise, to_color
 from .scrfd import decode_scrfd, outputs_by_role
 
 log = logging.getLogger(__name__)
-
-SCRFD_ROLES = ("score", "bbox", "kps")
-
-
-def input_hw(manifest: Manifest) -> Tuple[int, int]:
-    """(height, width) of an image input from its manifest shape and layout."""
-    shape = list(manifest.input.shape)
-    if len(shape) != 4:
-        raise ManifestError(f"artifact '{manifest.id}': input shape {shape} is not 4-D (N, H, W, C or N, C, H, W)")
-    h, w = (shape[1], shape[2]) if manifest.input.layout == "NHWC" else (shape[2], shape[3])
-    if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
-        raise ManifestError(f"artifact '{manifest.id}': input shape {shape} has no fixed height and width")
-    return int(h), int(w)
-
 
 class FaceDetector:
     """SCRFD detector over a TFLite artifact.
@@ -66,33 +52,17 @@ class FaceDetector:
         if m.task != "face_detection":
             raise ManifestError(f"artifact '{m.id}' is a {m.task} model, but a face_detection model was expected "
                                 f"as the detector; pass the SCRFD artifact")
-        dec = m.decode or {}
-        if dec.get("kind") != "scrfd":
-            raise ManifestError(f"artifact '{m.id}': decode kind {dec.get('kind')!r} is not 'scrfd'; this "
-                                f"runtime decodes SCRFD detectors only")
-        missing = [k for k in ("strides", "anchors_per_cell", "score_threshold", "nms_threshold") if k not in dec]
-        if missing:
-            raise ManifestError(f"artifact '{m.id}': decode lacks {', '.join(missing)}; re-create it with "
-                                f"`headpose convert`")
+        dec = m.scrfd  # typed and checked by Manifest.from_dict (kind, strides, thresholds, outputs per stride)
         self.manifest = m
-        self.input_size = input_hw(m)
-        self.strides = tuple(int(s) for s in dec["strides"])
-        self.num_anchors = int(dec["anchors_per_cell"])
-        self.score_threshold = float(dec["score_threshold"] if score_threshold is None else score_threshold)
-        self.nms_threshold = float(dec["nms_threshold"])
+        self.input_size = m.input_hw
+        self.strides = dec.strides
+        self.num_anchors = dec.anchors_per_cell
+        self.score_threshold = float(dec.score_threshold if score_threshold is None else score_threshold)
+        self.nms_threshold = dec.nms_threshold
         self.max_faces = int(max_faces)
         self.use_opencv = bool(use_opencv)
-        self.roles: Dict[str, Tuple[str, int]] = {}
-        for o in m.outputs:
-            if o.role in SCRFD_ROLES:
-                if o.stride is None:
-                    raise ManifestError(f"artifact '{m.id}': output '{o.name}' ({o.role}) has no stride")
-                self.roles[o.name] = (o.role, int(o.stride))
-        have = set(self.roles.values())
-        lacking = [f"{r}@{s}" for s in self.strides for r in ("score", "bbox") if (r, s) not in have]
-        if lacking:
-            raise ManifestError(f"artifact '{m.id}': no output for {', '.join(lacking)}; the manifest must map "
-                                f"every stride's score and bbox tensor by name")
+        self.roles: Dict[str, Tuple[str, int]] = {o.name: (o.role, int(o.stride)) for o in m.outputs
+                                                  if o.role in SCRFD_ROLES and o.stride is not None}
         self.model = TFLiteModel(m, num_threads, xnnpack)
         self.last_timings = {"detector_preprocess": 0.0, "detector": 0.0, "decode": 0.0}
 

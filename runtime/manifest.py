@@ -1,7 +1,10 @@
 """``manifest.json``: the contract between conversion and every runtime.
 
 An artifact is a directory holding one model file and ``manifest.json``. The runtime finds every
-tensor by the name recorded here, never by position or shape. Schema (version 1)::
+tensor by the name recorded here, never by position or shape. :meth:`Manifest.from_dict` checks every
+field, the decode section of the task included (typed as :class:`ScrfdDecode` / :class:`PoseDecode`), so
+the detector and pose classes rely on it. The same contract as JSON Schema: ``manifest.schema.json``
+beside this module (package data; tests keep the two and the Java/Swift readers in step). Schema (version 1)::
 
     {
       "schema_version": 1,
@@ -32,7 +35,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .errors import ManifestError
 from .formats import FORMAT_NAMES, precisions_of
@@ -43,6 +46,10 @@ TASKS = ("head_pose", "face_detection")
 FORMATS = FORMAT_NAMES  # runtime/formats.py, the one table
 LAYOUTS = ("NHWC", "NCHW")
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64")
+DECODE_KINDS = {"face_detection": "scrfd", "head_pose": "ortho6d"}  # task -> the decode kind it must carry
+SCRFD_KEYS = ("strides", "anchors_per_cell", "score_threshold", "nms_threshold")
+SCRFD_ROLES = ("score", "bbox", "kps")
+SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")  # the same contract as JSON Schema (package data)
 
 
 @dataclass
@@ -82,6 +89,23 @@ class TensorSpec:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("stride", "quantization")}
 
 
+@dataclass(frozen=True)
+class ScrfdDecode:
+    """``decode`` of a ``face_detection`` artifact (kind ``scrfd``), as :meth:`Manifest.from_dict` checked it."""
+
+    strides: Tuple[int, ...]
+    anchors_per_cell: int
+    score_threshold: float
+    nms_threshold: float
+
+
+@dataclass(frozen=True)
+class PoseDecode:
+    """``decode`` of a ``head_pose`` artifact (kind ``ortho6d``): the crop's box expansion margin."""
+
+    margin: float
+
+
 @dataclass
 class Manifest:
     """Parsed ``manifest.json`` of one artifact (see the module docstring for the schema)."""
@@ -112,6 +136,37 @@ class Manifest:
         if self.directory is None:
             raise ManifestError(f"manifest '{self.id}' was not loaded from a directory; no model path")
         return self.directory / self.file
+
+    @property
+    def input_hw(self) -> Tuple[int, int]:
+        """(height, width) of the image input (see :func:`input_hw`)."""
+        return input_hw(self)
+
+    @property
+    def scrfd(self) -> ScrfdDecode:
+        """The SCRFD decode section, typed; raises :class:`ManifestError` when this is not a detector."""
+        dec = self.decode or {}
+        if dec.get("kind") != "scrfd":
+            raise ManifestError(f"artifact '{self.id}': decode kind {dec.get('kind')!r} is not 'scrfd'; this "
+                                f"runtime decodes SCRFD detectors only")
+        missing = [k for k in SCRFD_KEYS if k not in dec]
+        if missing:
+            raise ManifestError(f"artifact '{self.id}': decode lacks {', '.join(missing)}; re-create it with "
+                                f"`headpose convert`")
+        return ScrfdDecode(tuple(int(s) for s in dec["strides"]), int(dec["anchors_per_cell"]),
+                           float(dec["score_threshold"]), float(dec["nms_threshold"]))
+
+    @property
+    def pose(self) -> PoseDecode:
+        """The pose decode section, typed; raises :class:`ManifestError` when this is not a pose model."""
+        dec = self.decode or {}
+        if dec.get("kind") != "ortho6d":
+            raise ManifestError(f"artifact '{self.id}': decode kind {dec.get('kind')!r} is not 'ortho6d'")
+        crop = dec.get("crop") or {}
+        if not isinstance(crop, dict) or "margin" not in crop:
+            raise ManifestError(f"artifact '{self.id}': decode.crop.margin is missing; re-create it with "
+                                f"`headpose convert`")
+        return PoseDecode(float(crop["margin"]))
 
     def output(self, role: str, stride: Optional[int] = None) -> TensorSpec:
         """The output with ``role`` (and ``stride`` for SCRFD).
@@ -176,7 +231,54 @@ class Manifest:
                                 f"found layout={inp.layout!r} color={inp.color!r}")
         known = {f.name for f in cls.__dataclass_fields__.values()} - {"directory", "input", "outputs"}
         kwargs = {k: v for k, v in d.items() if k in known}
-        return cls(input=inp, outputs=outs, **kwargs)
+        m = cls(input=inp, outputs=outs, **kwargs)
+        _check_task(m, where)
+        return m
+
+
+def input_hw(manifest: "Manifest") -> Tuple[int, int]:
+    """(height, width) of an image input from its manifest shape and layout."""
+    shape = list(manifest.input.shape)
+    if len(shape) != 4:
+        raise ManifestError(f"artifact '{manifest.id}': input shape {shape} is not 4-D (N, H, W, C or N, C, H, W)")
+    h, w = (shape[1], shape[2]) if manifest.input.layout == "NHWC" else (shape[2], shape[3])
+    if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
+        raise ManifestError(f"artifact '{manifest.id}': input shape {shape} has no fixed height and width")
+    return int(h), int(w)
+
+
+def _check_task(m: "Manifest", where: str) -> None:
+    """The decode rules of the artifact's task: what the detector and the pose classes rely on.
+
+    A ``face_detection`` artifact decodes as SCRFD: strides, anchors per cell and thresholds, and a
+    named score and bbox output (each with its stride) for every stride. A ``head_pose`` artifact
+    decodes ortho6d: a crop margin, a square input and an ``ortho6d`` output.
+    """
+    def fail(msg: str) -> ManifestError:
+        return ManifestError(f"{where}: {msg}")
+
+    try:
+        if m.task == "face_detection":
+            dec = m.scrfd
+            have = set()
+            for o in m.outputs:
+                if o.role in SCRFD_ROLES:
+                    if o.stride is None:
+                        raise fail(f"artifact '{m.id}': output '{o.name}' ({o.role}) has no stride")
+                    have.add((o.role, int(o.stride)))
+            lacking = [f"{r}@{s}" for s in dec.strides for r in ("score", "bbox") if (r, s) not in have]
+            if lacking:
+                raise fail(f"artifact '{m.id}': no output for {', '.join(lacking)}; the manifest must map "
+                           f"every stride's score and bbox tensor by name")
+        else:
+            m.pose
+            h, w = input_hw(m)
+            if h != w:
+                raise fail(f"artifact '{m.id}': pose input {(h, w)} is not square")
+            m.output("ortho6d")
+    except ManifestError as e:
+        msg = str(e)
+        raise (e if msg.startswith(f"{where}: ") else fail(msg)) from None
 
 
 def _bad(where: str, field_name: str, expected: str, value: Any) -> ManifestError:
@@ -230,7 +332,7 @@ def _check_fields(d: Dict[str, Any], where: str) -> None:
     if not isinstance(f, str) or not f or f in (".", "..") or "/" in f or "\\" in f:
         raise _bad(where, "file", "the name of a file inside the artifact directory", f)
     sha, nbytes = d.get("file_sha256", ""), d.get("file_bytes", 0)
-    if d["format"] == "tflite" or sha or nbytes:
+    if d["format"] in ("tflite", "coreml") or sha or nbytes:
         if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
             raise _bad(where, "file_sha256", "the model file's sha256 (64 lowercase hex digits)", sha)
         if not (_is_int(nbytes) and nbytes > 0):
@@ -245,6 +347,10 @@ def _check_fields(d: Dict[str, Any], where: str) -> None:
             raise _bad(where, k, "a JSON object", d[k])
     if "created_utc" in d and not isinstance(d["created_utc"], str):
         raise _bad(where, "created_utc", "a string", d["created_utc"])
+    kind, expected = d["decode"].get("kind"), DECODE_KINDS[d["task"]]
+    if kind != expected:
+        raise ManifestError(f"{where}: artifact '{d['id']}': decode kind {kind!r} is not {expected!r}"
+                            + ("; this runtime decodes SCRFD detectors only" if expected == "scrfd" else ""))
     _check_decode(d["decode"], where)
 
 

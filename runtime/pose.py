@@ -18,7 +18,6 @@ from .interpreter import TFLiteModel
 from .manifest import Manifest, load_manifest
 from .preprocess import as_three_channels, crop_faces
 from .rotation import euler_from_rotation, rotation_from_6d
-from .detector import input_hw
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +49,12 @@ class PoseEstimator:
         if m.task != "head_pose":
             raise ManifestError(f"artifact '{m.id}' is a {m.task} model, but a head_pose model was expected as "
                                 f"the pose model; pass the pose artifact")
-        dec = m.decode or {}
-        if dec.get("kind") != "ortho6d":
-            raise ManifestError(f"artifact '{m.id}': decode kind {dec.get('kind')!r} is not 'ortho6d'")
-        crop = dec.get("crop") or {}
-        if "margin" not in crop:
-            raise ManifestError(f"artifact '{m.id}': decode.crop.margin is missing; re-create it with "
-                                f"`headpose convert`")
         if m.input.layout != "NHWC":
             raise ManifestError(f"artifact '{m.id}': pose input layout {m.input.layout} is not supported by the "
                                 f"device runtime (expected NHWC, as `headpose convert --format tflite` writes)")
         self.manifest = m
-        self.margin = float(crop["margin"])
-        self.size = input_hw(m)
-        if self.size[0] != self.size[1]:
-            raise ManifestError(f"artifact '{m.id}': pose input {self.size} is not square")
+        self.margin = m.pose.margin  # typed and checked by Manifest.from_dict (kind, margin, square input)
+        self.size = m.input_hw
         self.output_name = m.output("ortho6d").name
         self.use_opencv = bool(use_opencv)
         self.model = TFLiteModel(m, num_threads, xnnpack)

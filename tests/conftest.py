@@ -43,6 +43,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def manifests_meet_the_schema():
+    """Every manifest a test builds, converts or reads is also checked against runtime/manifest.schema.json
+    (tests/manifest_schema.py): whatever ``Manifest.from_dict`` accepts, the schema must accept."""
+    from manifest_schema import install
+    undo = install()
+    yield
+    undo()
+
+
 def need_shared(path: Path) -> Path:
     """Skip (saying why) when a file of ../shared is absent."""
     if not path.exists():

@@ -72,7 +72,7 @@ def read_bin(out: Path, desc: Dict[str, Any]) -> np.ndarray:
 
 
 def _manifests(det_session, det_roles, pose_input_name: str, pose_output_name: str):
-    from headpose.runtime.manifest import Manifest, TensorSpec, artifact_id
+    from headpose.runtime.manifest import Manifest, TensorSpec, artifact_id, sha256_file
     from headpose.runtime.registry import get_spec
     det_spec, pose_spec = get_spec("scrfd_500m"), get_spec(POSE_MODEL)
     outs = [TensorSpec(name=o.name, shape=[1] + [int(v) for v in o.shape], dtype="float32", role=role,
@@ -84,9 +84,11 @@ def _manifests(det_session, det_roles, pose_input_name: str, pose_output_name: s
                                     role="image", layout="NCHW", color=det_spec.color,
                                     mean=list(det_spec.mean), std=list(det_spec.std)),
                    outputs=outs, decode=copy.deepcopy(det_spec.decode), file_bytes=SCRFD_ONNX.stat().st_size,
+                   file_sha256=sha256_file(SCRFD_ONNX),
                    created_utc="2026-11-25T00:00:00Z")
     pose = Manifest(id=artifact_id(POSE_MODEL, 224, "tflite", "fp32"), model=POSE_MODEL, task="head_pose",
                     format="tflite", precision="fp32", file="model.tflite",
+                    file_sha256="0" * 64, file_bytes=1,  # a TFLite manifest records them (no model file here)
                     input=TensorSpec(name=pose_input_name, shape=[1, 224, 224, 3], role="image", layout="NHWC",
                                      color=pose_spec.color, mean=list(pose_spec.mean), std=list(pose_spec.std)),
                     outputs=[TensorSpec(name=pose_output_name, shape=[1, 6], role="ortho6d",

@@ -76,9 +76,11 @@ def test_core_has_no_android_dependency():
 
 
 def test_manifests_parse_like_python(golden):
+    from manifest_schema import schema_errors
     _, index, _, out = golden
     for key in ("det_manifest", "pose_manifest"):
         d = json.loads(index[key])
+        assert schema_errors(d) == [], key  # what the Java reader parses meets runtime/manifest.schema.json
         got = out[key]
         for k in ("id", "model", "task", "format", "precision", "file", "file_bytes"):
             assert got[k] == d[k], (key, k)
@@ -112,9 +114,13 @@ def test_json_round_trip(golden):
 
 
 def test_broken_manifests_rejected_like_python(golden):
+    """Each broken manifest is refused by Python, by Java and by runtime/manifest.schema.json."""
+    from manifest_schema import schema_errors
     _, index, _, out = golden
     for case, verdict in zip(index["broken_manifests"], out["broken_manifests"]):
         assert case["python"] != "accepted", case["why"]
+        if case["why"] != "truncated JSON":
+            assert schema_errors(json.loads(case["text"])), case["why"]
         assert verdict.startswith("ManifestException: "), (case["why"], verdict)
     assert out["wrong_task"].startswith("ManifestException: ") and "face_detection" in out["wrong_task"]
 

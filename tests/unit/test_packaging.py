@@ -69,11 +69,14 @@ def test_wheel_ships_the_live_view_page(wheel, tmp_path):
         names = set(z.namelist())
         missing = [n for n in static if f"headpose/runtime/static/{n}" not in names]
         assert not missing, f"runtime/static files missing from the wheel (pyproject package-data): {missing}"
+        assert "headpose/runtime/manifest.schema.json" in names, "the manifest's JSON Schema is package data"
         z.extractall(tmp_path / "site")
     code = ("from headpose.runtime.serve import STATIC, _page\n"
             f"assert str(STATIC).startswith({str(tmp_path / 'site')!r}), STATIC\n"
             "page, script_hash = _page()\n"
-            "assert b'new EventSource' in page and script_hash.startswith(\"'sha256-\")\n")
+            "assert b'new EventSource' in page and script_hash.startswith(\"'sha256-\")\n"
+            "import json\nfrom headpose.runtime.manifest import SCHEMA_FILE\n"
+            "assert json.loads(SCHEMA_FILE.read_text())['properties']['schema_version']['const'] == 1\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr[-3000:]

@@ -10,7 +10,9 @@ import java.util.Map;
  *
  * <p>Validation follows {@code headpose.runtime.manifest.Manifest.from_dict}: schema version, required
  * fields, known task and format, an input with layout, colour, mean and std, at least one output.
- * The schema itself is documented in {@code runtime/manifest.py}.
+ * The schema itself is documented in {@code runtime/manifest.py} and written as JSON Schema in
+ * {@code runtime/manifest.schema.json}; {@code tests/unit/test_manifest_schema.py} checks that the fields
+ * this reader requires are the ones the schema marks required.
  */
 public final class Manifest {
     public static final int SCHEMA_VERSION = 1;
