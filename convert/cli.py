@@ -41,10 +41,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.add_argument("--max-int8-error", type=float, default=0.5, metavar="DEG",
                    help="int8 pose gate: mean pitch/yaw/roll difference from the float model on real crops "
-                        "(p99 <= 3); failing models get an automatic remedy (default 0.5; negative: no gate)")
+                        "(p99 <= 3); failing models get an automatic remedy (default 0.5; negative: no gate; "
+                        "TFLite/ONNX only: refused with --format coreml)")
     p.add_argument("--allow-slow-int8", action="store_true",
                    help="let the int8 gate take a remedy slower than the float32 model (int16 activations: "
-                        "accurate, but XNNPACK does not run them); refused by default")
+                        "accurate, but XNNPACK does not run them); refused by default (not with --format coreml)")
     p.set_defaults(func=run)
 
 
@@ -56,17 +57,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--precision '{args.precision}' is not supported: expected one of {', '.join(PRECISIONS)}")
     from ..runtime.registry import get_spec
     get_spec(args.model)  # unknown ids fail before the heavy imports
-    from .pipeline import convert
+    from .options import ConvertOptions
+    opts = ConvertOptions.from_args(args)  # one field per flag
+    opts.check()  # e.g. the int8-gate flags with --format coreml, before the heavy imports
+    from .pipeline import convert_options
 
     def progress(line: str) -> None:
         print(f"[convert] {line}", file=sys.stderr, flush=True)
     from .staging import stop_on_signals
     with stop_on_signals():  # SIGINT/SIGTERM: stop, remove the temporary folders, exit 130/143
-        out = convert(args.model, args.weights, fmt=args.fmt, precision=args.precision, calib=args.calib,
-                      input_size=args.input_size, out_dir=args.out, force=args.force, detector=args.detector,
-                      progress=progress,
-                      **({} if args.fmt == "coreml" else {"max_int8_error": None if args.max_int8_error < 0
-                                                           else args.max_int8_error,
-                                                           "allow_slow_int8": args.allow_slow_int8}))
+        out = convert_options(opts, progress)
     print(Path(out))
     return 0

@@ -10,15 +10,12 @@ temporary directory inside ``out_dir`` and renamed into place only when the gate
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import logging
 import os
 import shutil
-import tempfile
 import time
 import zipfile
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
@@ -26,46 +23,20 @@ import numpy as np
 
 from ..runtime.errors import CheckpointError, ConversionError, InputError
 from ..runtime.formats import FORMAT_NAMES, precisions_of
-from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, umask_mode, write_json_atomic
+from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, write_json_atomic
 from ..runtime.registry import ModelSpec, get_spec
 from . import calibration as calib_mod
 from . import staging
 from . import parity as parity_mod
-from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod
+from .options import ConvertOptions, check_source
+from .steps import onnx_export, simplify as simplify_mod, tflite as tflite_mod, tool_versions
 
 log = logging.getLogger(__name__)
 
-# the formats this pipeline builds through onnx2tf / onnxruntime (coreml has its own route, see convert())
+# the formats this pipeline builds through onnx2tf / onnxruntime (coreml: convert/steps/coreml.py, same options)
 FORMATS = tuple(f for f in FORMAT_NAMES if f != "coreml")
 PRECISIONS = precisions_of("tflite")
 QUANT_MODE = {"fp32": "none", "fp16": "float16", "int8": "full_integer", "dynamic-int8": "dynamic_range"}
-TOOLS = ("torch", "onnx", "onnxruntime", "onnxsim", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy",
-         "headpose-edge")
-
-
-def tool_versions() -> Dict[str, str]:
-    """Installed versions of the packages the conversion uses (``"absent"`` when not installed)."""
-    out = {}
-    for name in TOOLS:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-@contextlib.contextmanager
-def _step(name: str, timings: Dict[str, float], progress: Optional[Callable[[str], None]] = None):
-    staging.check()  # a signal that onnx2tf's bare excepts swallowed stops here
-    log.info("%s ...", name)
-    t0 = time.perf_counter()
-    yield
-    staging.check()
-    dt = time.perf_counter() - t0
-    timings[name] = round(dt, 2)
-    log.info("%s done in %.1f s", name, dt)
-    if progress:
-        progress(f"{name}: {dt:.1f} s")
 
 
 def _is_onnx_file(path: Path) -> bool:
@@ -85,16 +56,7 @@ def _check_args(model_id: str, weights, fmt: str, precision: str, input_size: Op
         raise InputError(f"format '{fmt}' is not supported: expected one of {', '.join(FORMATS)}")
     if precision not in PRECISIONS:
         raise InputError(f"precision '{precision}' is not supported: expected one of {', '.join(PRECISIONS)}")
-    if weights is None:
-        raise InputError(f"{model_id} needs --weights PATH (a .pt checkpoint for pose models, an .onnx for SCRFD)")
-    path = Path(weights)
-    if not path.is_file():
-        kind = "an SCRFD .onnx file" if spec.task == "face_detection" else "a .pt checkpoint or a pose .onnx"
-        raise InputError(f"weights file '{path}' does not exist: expected {kind}")
-    size = int(input_size or spec.input_size)
-    if size < 32 or size % 32:
-        raise InputError(f"--input-size {size} is not usable: expected a multiple of 32 (e.g. "
-                         f"{spec.input_size}{' or 320' if spec.task == 'face_detection' else ''})")
+    path, size = check_source(spec, weights, input_size)
     is_onnx = _is_onnx_file(path)
     if spec.task == "face_detection" and not is_onnx:
         raise InputError(f"{model_id} converts from an SCRFD ONNX file (e.g. scrfd_500m_bnkps.onnx); "
@@ -150,13 +112,24 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     ConversionError
         A failed step or parity gate; no artifact is left behind.
     """
+    return convert_options(ConvertOptions(
+        model=model_id, weights=weights, fmt=fmt, precision=precision, calib=calib, input_size=input_size,
+        out=out_dir, detector=detector, force=force, max_int8_error=max_int8_error,
+        allow_slow_int8=allow_slow_int8), progress)
+
+
+def convert_options(opts: ConvertOptions, progress: Optional[Callable[[str], None]] = None) -> Path:
+    """:func:`convert` with its arguments as one :class:`ConvertOptions` (what ``headpose convert`` passes)."""
+    opts.check()
+    out_dir = opts.out
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(f"--out '{out_dir}' is a file: expected the folder that receives the artifact directory "
                          f"(created when missing); pass another --out")
-    if fmt == "coreml":  # its own route: PyTorch -> coremltools (SCRFD via its ONNX graph replayed in PyTorch)
-        from .coreml import convert_coreml
-        return convert_coreml(model_id, weights, precision, input_size, out_dir, force, calib, detector, progress)
-    spec, src, size, src_kind = _check_args(model_id, weights, fmt, precision, input_size)
+    if opts.fmt == "coreml":  # PyTorch -> coremltools (SCRFD via its ONNX graph replayed in PyTorch)
+        from .steps.coreml import convert_coreml
+        return convert_coreml(opts, progress)
+    model_id, fmt, precision, force = opts.model, opts.fmt, opts.precision, opts.force
+    spec, src, size, src_kind = _check_args(model_id, opts.weights, fmt, precision, opts.input_size)
     out_dir = Path(out_dir)
     aid = artifact_id(model_id, size, fmt, precision)
     final = out_dir / aid
@@ -166,18 +139,17 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     staging.sweep(out_dir)  # leftovers of conversions killed with -9
     timings: Dict[str, float] = {}
     t_start = time.perf_counter()
-    stage = Path(tempfile.mkdtemp(prefix=staging.prefix(aid, "staging"), dir=out_dir))  # same fs: atomic rename
-    os.chmod(stage, umask_mode(0o777))  # mkdtemp makes it 0700; the published artifact is readable
-    work = Path(tempfile.mkdtemp(prefix=staging.prefix(aid, "work"), dir=out_dir))
+    stage = staging.stage_folder(out_dir, aid)
+    work = staging.stage_folder(out_dir, aid, "work")
     keep_work = os.environ.get("HEADPOSE_KEEP_WORK") == "1"
     try:
-        job = _Job(spec, src, src_kind, size, fmt, precision, calib, detector, stage, work, timings, progress)
-        job.max_int8_error, job.allow_slow_int8 = max_int8_error, allow_slow_int8
+        job = _Job(spec, src, src_kind, size, fmt, precision, opts.calib, opts.detector, stage, work, timings,
+                   progress, opts.max_int8_error, opts.allow_slow_int8)
         manifest = job.run()
         manifest.parity["conversion_seconds"] = round(time.perf_counter() - t_start, 1)
         manifest.parity["step_seconds"] = timings
         write_json_atomic(stage / MANIFEST_NAME, manifest.to_dict())
-        _publish(stage, final, force)
+        staging.publish(stage, final, force)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
@@ -189,36 +161,22 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     return final
 
 
-def _publish(stage: Path, final: Path, force: bool) -> None:
-    """Rename the staged artifact into place (replacing an old one only with ``force``)."""
-    if final.exists():
-        if not force:
-            raise ConversionError(f"artifact '{final}' appeared while converting: pass --force to replace it")
-        old = final.with_name(staging.prefix(final.name, "old") + "0")  # restored by staging.sweep if cut here
-        os.replace(final, old)
-        try:
-            os.replace(stage, final)
-        except BaseException:
-            os.replace(old, final)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, final)
-
-
 class _Job:
     """One conversion (internal): holds the paths and does the steps in order."""
 
     def __init__(self, spec: ModelSpec, src: Path, src_kind: str, size: int, fmt: str, precision: str,
-                 calib, detector, stage: Path, work: Path, timings: Dict[str, float], progress):
+                 calib, detector, stage: Path, work: Path, timings: Dict[str, float], progress,
+                 max_int8_error: Optional[float], allow_slow_int8: bool):
         self.spec, self.src, self.src_kind, self.size = spec, src, src_kind, size
+        self.max_int8_error, self.allow_slow_int8 = max_int8_error, allow_slow_int8
+        self.int8_gate: Optional[Dict] = None
         self.fmt, self.precision, self.calib, self.detector = fmt, precision, calib, detector
         self.stage, self.work, self.timings, self.progress = stage, work, timings, progress
         self.is_pose = spec.task == "head_pose"
         self.source_info: Dict = {}
 
     def step(self, name: str):
-        return _step(name, self.timings, self.progress)
+        return staging.timed_step(name, self.timings, self.progress)
 
     # -- steps ---------------------------------------------------------------------------------
     def run(self) -> Manifest:
@@ -245,7 +203,7 @@ class _Job:
             with self.step(f"quantize-{self.precision}"):
                 tflite_mod.quantize(saved, self.precision, model_file,
                                     self.data.calibration if need_calib else None, self.work / "quantize.log")
-            if self.precision == "int8" and self.is_pose and getattr(self, "max_int8_error", None) is not None:
+            if self.precision == "int8" and self.is_pose and self.max_int8_error is not None:
                 with self.step("int8-gate"):
                     from .int8_gate import enforce
                     self.int8_gate = enforce(saved, model_file, self.data.calibration, self.data.parity,
@@ -340,7 +298,7 @@ class _Job:
             quant.update({"activations": "int8", "io_dtype": "float32",
                           "io_note": "float32 input/output tensors around an int8 body (quantize/dequantize "
                                      "in the graph)", "calibration": self.data.info})
-            if getattr(self, "int8_gate", None):
+            if self.int8_gate:
                 quant["int8_gate"] = self.int8_gate
         elif self.precision == "fp16":
             quant.update({"weights": "float16", "io_dtype": "float32"})

@@ -22,9 +22,11 @@ import re
 import shutil
 import signal
 import socket
+import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +117,47 @@ def stop_on_signals() -> Iterator[None]:
         for s, h in old.items():
             signal.signal(s, h)
         _stop = None
+
+
+def stage_folder(out_dir: Path, name: str, kind: str = "staging") -> Path:
+    """A new owned temporary folder for ``name`` in ``out_dir`` (same filesystem: the publish is a rename),
+    with the mode a plain ``mkdir`` would give (``mkdtemp`` makes it 0700)."""
+    from ..runtime.manifest import umask_mode
+    path = Path(tempfile.mkdtemp(prefix=prefix(name, kind), dir=out_dir))
+    if kind == "staging":
+        os.chmod(path, umask_mode(0o777))  # the published artifact is readable
+    return path
+
+
+def publish(stage: Path, final: Path, force: bool) -> None:
+    """Rename the staged artifact into place, replacing an old one only with ``force``; the old one is
+    put back if the second rename fails (and by :func:`sweep` if the process is killed between them)."""
+    from ..runtime.errors import ConversionError
+    if final.exists():
+        if not force:
+            raise ConversionError(f"artifact '{final}' appeared while converting: pass --force to replace it")
+        old = final.with_name(prefix(final.name, "old") + "0")  # restored by sweep if cut here
+        os.replace(final, old)
+        try:
+            os.replace(stage, final)
+        except BaseException:
+            os.replace(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, final)
+
+
+@contextlib.contextmanager
+def timed_step(name: str, timings: Dict[str, float], progress: Optional[Callable[[str], None]] = None):
+    """One conversion step: stops on a pending signal, logs and records its seconds in ``timings``."""
+    check()  # a signal that onnx2tf's bare excepts swallowed stops here
+    log.info("%s ...", name)
+    t0 = time.perf_counter()
+    yield
+    check()
+    dt = time.perf_counter() - t0
+    timings[name] = round(dt, 2)
+    log.info("%s done in %.1f s", name, dt)
+    if progress:
+        progress(f"{name}: {dt:.1f} s")

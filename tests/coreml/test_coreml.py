@@ -79,7 +79,7 @@ def test_scrfd_replay_refuses_other_models(tmp_path):
 
 
 def test_image_affine_reproduces_imagenet_normalisation_exactly():
-    from headpose.convert.coreml import image_affine
+    from headpose.convert.steps.coreml import image_affine
     from headpose.runtime.preprocess import normalise
     from headpose.runtime.registry import get_spec
     spec = get_spec("resnet18")
@@ -98,7 +98,7 @@ def test_folded_first_conv_matches_original_on_real_crops(seeded_ckpt):
     import torch
 
     from headpose.convert.checkpoint import load_pose_model
-    from headpose.convert.coreml import first_conv, fold_input_gain, image_affine
+    from headpose.convert.steps.coreml import first_conv, fold_input_gain, image_affine
     from headpose.runtime.preprocess import normalise
     from headpose.runtime.registry import get_spec
     crops = _real_crops(6)
@@ -123,7 +123,7 @@ def test_folded_first_conv_matches_original_on_real_crops(seeded_ckpt):
 
 
 def _check_common(path: Path, model_id: str, precision: str):
-    from headpose.convert.coreml import CHECKER_FILE, MODEL_FILE, REFERENCE_FILE, describe_mlpackage, mlpackage_digest
+    from headpose.convert.steps.coreml import CHECKER_FILE, MODEL_FILE, REFERENCE_FILE, describe_mlpackage, mlpackage_digest
     from headpose.runtime.manifest import load_manifest
     from headpose.runtime.registry import get_spec
     spec = get_spec(model_id)
@@ -173,7 +173,7 @@ def _n_linears(model_id: str) -> int:
 
 
 def _check_pose(artifact, model_id: str, precision: str):
-    from headpose.convert.coreml import REFERENCE_FILE
+    from headpose.convert.steps.coreml import REFERENCE_FILE
     path = artifact(model_id, precision, fmt="coreml")
     m, d = _check_common(path, model_id, precision)
     assert [(o.name, o.role, o.shape) for o in m.outputs] == [("ortho6d", "ortho6d", [1, 6])]
@@ -193,7 +193,7 @@ def _check_pose(artifact, model_id: str, precision: str):
 
 
 def _check_scrfd(artifact, model_id: str, precision: str):
-    from headpose.convert.coreml import REFERENCE_FILE
+    from headpose.convert.steps.coreml import REFERENCE_FILE
     path = artifact(model_id, precision, fmt="coreml")
     m, d = _check_common(path, model_id, precision)
     names = {(o.role, o.stride): o for o in m.outputs}

@@ -111,7 +111,7 @@ def test_a_swallowed_signal_stops_at_the_next_step(tmp_path):
     import os
     import signal
     from headpose.convert import staging
-    from headpose.convert.pipeline import _step
+    from headpose.convert.staging import timed_step as _step
     ran = []
     with pytest.raises(staging.Interrupted) as e:
         with staging.stop_on_signals():

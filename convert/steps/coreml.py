@@ -60,9 +60,7 @@ import datetime as _dt
 import hashlib
 import io
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -70,10 +68,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..runtime.errors import ConversionError, InputError
-from ..runtime.formats import FORMATS
-from ..runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, umask_mode, write_json_atomic
-from ..runtime.registry import SCRFD_DECODE, get_spec
+from ...runtime.errors import ConversionError, InputError
+from ...runtime.formats import FORMATS
+from ...runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, write_json_atomic
+from ...runtime.registry import SCRFD_DECODE, get_spec
+from .. import staging
+from ..options import ConvertOptions, check_source
+from . import tool_versions
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +415,7 @@ _CROPS: Dict[Tuple, np.ndarray] = {}
 
 def _pose_crops(source: Path, detector: Path, size: int, margin: float) -> np.ndarray:
     """Up to :data:`N_PARITY_POSE` real face crops (uint8 RGB) spread over the source; cached per process."""
-    from .facedata import OnnxFaceDetector, face_crops, list_sources, sample_evenly
+    from ..facedata import OnnxFaceDetector, face_crops, list_sources, sample_evenly
     st = source.stat()
     key = (str(source.resolve()), st.st_mtime_ns, str(detector), size, margin)
     if key not in _CROPS:
@@ -428,8 +429,8 @@ def _pose_crops(source: Path, detector: Path, size: int, margin: float) -> np.nd
 
 def _letterboxed_frames(source: Path, size: int, n: int) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     """``n`` frames spread over the source, letterboxed and rounded to uint8 RGB (what a camera app passes)."""
-    from ..runtime.preprocess import letterbox
-    from .facedata import iter_frames, sample_evenly
+    from ...runtime.preprocess import letterbox
+    from ..facedata import iter_frames, sample_evenly
     ids = [fid for fid, _ in iter_frames(source, every=5)]
     if not ids:
         raise InputError(f"no readable frames in '{source}'")
@@ -445,7 +446,7 @@ def _letterboxed_frames(source: Path, size: int, n: int) -> Tuple[np.ndarray, np
 
 
 def _resolve_data(calib: Optional[Union[str, Path]]) -> Path:
-    from .calibration import default_data_source
+    from ..calibration import default_data_source
     path = Path(calib) if calib else default_data_source()
     if path is None:
         raise ConversionError("the CoreML parity check needs real images and none were found: pass --calib PATH "
@@ -460,15 +461,15 @@ def _resolve_data(calib: Optional[Union[str, Path]]) -> Path:
 
 
 def _geodesic_6d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from ..runtime.rotation import geodesic_deg, rotation_from_6d
+    from ...runtime.rotation import geodesic_deg, rotation_from_6d
     return geodesic_deg(rotation_from_6d(a), rotation_from_6d(b))
 
 
 def _pose_parity(original, folded_traced, emulated: Tuple, crops: np.ndarray,
                  spec, scale: float, bias: Sequence[float]) -> Tuple[Dict, np.ndarray, np.ndarray]:
     import torch
-    from ..runtime.preprocess import normalise
-    from ..runtime.rotation import angle_difference_deg, euler_from_6d
+    from ...runtime.preprocess import normalise
+    from ...runtime.rotation import angle_difference_deg, euler_from_6d
     x_ref = torch.from_numpy(normalise(crops.astype(np.float32), spec.mean, spec.std).transpose(0, 3, 1, 2).copy())
     # exactly what CoreML's ImageType computes from the pixels, then the handed-over graph
     x_img = torch.from_numpy((crops.astype(np.float32) * np.float32(scale)
@@ -550,37 +551,11 @@ def _trace(module, size: int):
 
 
 def _tools(extra: Sequence[str] = ()) -> Dict[str, str]:
-    from importlib import metadata
-    out = {}
-    for pkg in ("coremltools", "torch", "numpy", *extra):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return tool_versions(("coremltools", "torch", "numpy", *extra), absent=None)
 
 
-def _publish(tmp: Path, dst: Path, force: bool) -> None:
-    if dst.exists():
-        if not force:
-            raise ConversionError(f"artifact '{dst}' exists; pass --force to replace it")
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-        os.replace(tmp, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dst)
-
-
-def _check_source(spec, weights, size: int) -> Path:
-    if weights is None:
-        raise InputError(f"{spec.model_id} needs --weights PATH (a .pt checkpoint for pose models, an .onnx for SCRFD)")
-    path = Path(weights)
-    if not path.is_file():
-        kind = "an SCRFD .onnx file" if spec.task == "face_detection" else "a .pt checkpoint"
-        raise InputError(f"weights '{path}' do not exist: expected {kind}")
-    if size < 32 or size % 32:
-        raise InputError(f"--input-size {size} is not usable: expected a multiple of 32 (e.g. {spec.input_size})")
+def _check_source(spec, weights, input_size: Optional[int]) -> Tuple[Path, int]:
+    path, size = check_source(spec, weights, input_size, "a .pt checkpoint")  # the checks of every format
     with open(path, "rb") as f:
         head = f.read(4)
     is_zip = head[:2] == b"PK"  # torch.save's format
@@ -590,38 +565,37 @@ def _check_source(spec, weights, size: int) -> Path:
     if spec.task == "head_pose" and not is_zip:
         raise InputError(f"CoreML pose conversion starts from the PyTorch checkpoint (.pt); '{path.name}' is not "
                          f"one (a pose ONNX? pass the .pt of the same model)")
-    return path
+    return path, size
 
 
-def convert_coreml(model_id: str, weights: Union[str, Path], precision: str = "fp16",
-                   input_size: Optional[int] = None, out_dir: Union[str, Path] = "weights/exports",
-                   force: bool = False, calib: Optional[Union[str, Path]] = None,
-                   detector: Optional[Union[str, Path]] = None,
-                   progress: Optional[Callable[[str], None]] = None) -> Path:
+def convert_coreml(opts: ConvertOptions, progress: Optional[Callable[[str], None]] = None) -> Path:
     """Convert a pose checkpoint or an SCRFD ONNX into a CoreML artifact directory.
 
-    Same arguments as :func:`headpose.convert.pipeline.convert` (which dispatches ``--format coreml``
-    here).
+    :func:`headpose.convert.pipeline.convert` dispatches ``--format coreml`` here with its
+    :class:`~headpose.convert.options.ConvertOptions` (which refuses the int8-gate options: CoreML
+    compression is weight-only). Staging, publishing (``--force`` with rollback) and step timing are
+    those of the pipeline (:mod:`headpose.convert.staging`); the tools' versions are
+    :func:`headpose.convert.steps.tool_versions`.
 
     Parameters
     ----------
-    model_id : str
+    opts.model : str
         Registered model (a pose backbone or an SCRFD detector).
-    weights : path
+    opts.weights : path
         Pose: ``.pt`` checkpoint. SCRFD: ``.onnx`` file.
-    precision : str
+    opts.precision : str
         ``fp32``, ``fp16``, ``int8`` or ``palettize6``.
-    input_size : int, optional
+    opts.input_size : int, optional
         Square input side; the registry's by default (224 pose, 640 SCRFD).
-    out_dir : path
-        Parent folder; the artifact is ``out_dir/{model}-{size}-coreml-{precision}/``.
-    force : bool
+    opts.out : path
+        Parent folder; the artifact is ``out/{model}-{size}-coreml-{precision}/``.
+    opts.force : bool
         Replace an existing artifact.
-    calib : path, optional
+    opts.calib : path, optional
         Real video/images for the parity figures and the reference data (default:
         ``$HEADPOSE_DATA`` or ``../shared/data/in_video.mp4``). No calibration is needed: CoreML
         compression here is weight-only.
-    detector : path, optional
+    opts.detector : path, optional
         SCRFD ONNX that finds faces for pose crops (default: ``$HEADPOSE_DETECTOR``, weights/, shared).
     progress : callable, optional
         Called with one line per finished step.
@@ -637,20 +611,20 @@ def convert_coreml(model_id: str, weights: Union[str, Path], precision: str = "f
         Bad arguments or sources, a failed step or parity check; no artifact is left behind.
     """
     t0 = time.perf_counter()
+    model_id, precision, force, detector = opts.model, opts.precision, opts.force, opts.detector
     spec = get_spec(model_id)
     if precision not in PRECISIONS:
         raise InputError(f"CoreML precision '{precision}' is not supported: expected one of {', '.join(PRECISIONS)}")
-    size = int(input_size or spec.input_size)
-    weights = _check_source(spec, weights, size)
-    out_dir = Path(out_dir)
+    weights, size = _check_source(spec, opts.weights, opts.input_size)
+    out_dir = Path(opts.out)
     aid = artifact_id(model_id, size, "coreml", precision)
     dst = out_dir / aid
     if dst.exists() and not force:
         raise ConversionError(f"artifact '{dst}' already exists: pass --force to replace it")
-    src_data = _resolve_data(calib)
+    src_data = _resolve_data(opts.calib)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{aid}.", dir=out_dir))  # same filesystem: atomic rename
-    os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes it 0700; the published artifact is readable
+    staging.sweep(out_dir)  # leftovers of conversions killed with -9
+    tmp = staging.stage_folder(out_dir, aid)
     import torch
     threads = torch.get_num_threads()
     # one intra-op thread: the parity runs are single small images, and on a loaded machine torch's
@@ -662,15 +636,15 @@ def convert_coreml(model_id: str, weights: Union[str, Path], precision: str = "f
         else:
             d = _convert_scrfd(spec, weights, precision, size, tmp, src_data)
         sha, nbytes = mlpackage_digest(tmp / MODEL_FILE)
-        from .calibration import file_sha256, source_sha256
+        from ..calibration import file_sha256, source_sha256
         d.update(id=aid, file_sha256=sha, file_bytes=nbytes)
         d["source"].update(path=str(weights), sha256=file_sha256(weights))
         d["parity"]["data"].update(sha256=source_sha256(src_data))
         d["parity"]["conversion_seconds"] = round(time.perf_counter() - t0, 1)
         Manifest.from_dict(d, where=aid)  # validate against the schema before publishing
         write_json_atomic(tmp / MANIFEST_NAME, d)
-        shutil.copyfile(Path(__file__).with_name("coreml_check.py"), tmp / CHECKER_FILE)
-        _publish(tmp, dst, force)
+        shutil.copyfile(Path(__file__).parents[1] / "coreml_check.py", tmp / CHECKER_FILE)
+        staging.publish(tmp, dst, force)
     finally:
         torch.set_num_threads(threads)
         if tmp.exists():
@@ -706,21 +680,12 @@ def _coreml_block(scale: float, bias: Sequence[float], gain: np.ndarray, spec, r
             "ops": desc["ops"], "spec_version": desc["spec_version"]}
 
 
-@contextlib.contextmanager
-def _step(name: str, timings: Dict[str, float]):
-    log.info("%s ...", name)
-    t0 = time.perf_counter()
-    yield
-    timings[name] = round(time.perf_counter() - t0, 2)
-    log.info("%s done in %.1f s", name, timings[name])
-
-
 def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src_data: Path,
                   detector: Optional[Union[str, Path]]) -> Dict:
     from torch.fx.experimental.optimization import fuse
-    from .calibration import default_detector
-    from .checkpoint import load_pose_checkpoint
-    from .facedata import sample_evenly
+    from ..calibration import default_detector
+    from ..checkpoint import load_pose_checkpoint
+    from ..facedata import sample_evenly
     if spec.color != "RGB":
         raise ConversionError(f"{spec.model_id} expects {spec.color}; the CoreML image input is RGB")
     det = Path(detector) if detector else default_detector()
@@ -728,7 +693,7 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
         raise ConversionError("pose parity needs a face detector ONNX to find faces: pass --detector or set "
                               "$HEADPOSE_DETECTOR (scrfd_500m_bnkps.onnx)")
     timings: Dict[str, float] = {}
-    with _step("trace", timings):
+    with staging.timed_step("trace", timings):
         original, ckpt = load_pose_checkpoint(spec.model_id, weights)
         # batch norm fused into the convolutions here (coremltools would fuse it anyway), so that the
         # program's weights correspond one to one to this module's and can be read back for the estimate
@@ -736,15 +701,15 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
         scale, bias, gain = image_affine(spec.mean, spec.std)
         fold_input_gain(first_conv(folded), gain)
         traced = _trace(folded, size)
-    with _step("coremltools-convert", timings):
+    with staging.timed_step("coremltools-convert", timings):
         mlmodel = to_mlprogram(traced, size, scale, bias, [POSE_OUTPUT], precision)
-    with _step(f"compress-{precision}", timings):
+    with staging.timed_step(f"compress-{precision}", timings):
         mlmodel = compress(mlmodel, precision)
-    with _step("save", timings):
+    with staging.timed_step("save", timings):
         mlmodel.save(str(tmp / MODEL_FILE))
-    with _step("face-crops", timings):
+    with staging.timed_step("face-crops", timings):
         crops = _pose_crops(src_data, det, size, spec.decode["crop"]["margin"])
-    with _step("parity", timings):
+    with staging.timed_step("parity", timings):
         par, ref, emu = _pose_parity(original, traced, artifact_weight_module(folded, mlmodel, precision), crops,
                                      spec, scale, bias)
     ship = sample_evenly(len(crops), N_REFERENCE_POSE)
@@ -781,7 +746,7 @@ class _ScrfdFigures:
         self.min_iou = 1.0
 
     def add(self, ref: Dict, test: Dict, size: int, scale: float) -> None:
-        from ..runtime.scrfd import box_iou, decode_scrfd
+        from ...runtime.scrfd import box_iou, decode_scrfd
         thr = SCRFD_DECODE["score_threshold"]
         for (role, stride), arr in test.items():
             d = np.abs(arr - ref[(role, stride)])
@@ -811,11 +776,11 @@ class _ScrfdFigures:
 
 def _convert_scrfd(spec, weights: Path, precision: str, size: int, tmp: Path, src_data: Path) -> Dict:
     import torch
-    from ..runtime.preprocess import normalise
-    from .facedata import OnnxFaceDetector, iter_frames
-    from .models.scrfd_torch import OUTPUT_ORDER, ScrfdTorch, compare_with_onnx, output_name
+    from ...runtime.preprocess import normalise
+    from ..facedata import OnnxFaceDetector, iter_frames
+    from ..models.scrfd_torch import OUTPUT_ORDER, ScrfdTorch, compare_with_onnx, output_name
     timings: Dict[str, float] = {}
-    with _step("onnx-replay-check", timings):
+    with staging.timed_step("onnx-replay-check", timings):
         module = ScrfdTorch(weights, size).eval()
         # 1. the PyTorch replay against ONNX Runtime on real frames (float blobs, as the runtime makes them)
         frames = [f for _, f in iter_frames(src_data, every=25)][:N_PARITY_FRAMES]
@@ -828,13 +793,13 @@ def _convert_scrfd(spec, weights: Path, precision: str, size: int, tmp: Path, sr
     if not np.allclose(gain, 1.0):
         raise ConversionError(f"{spec.model_id}: per-channel std {spec.std}; the SCRFD route expects one std")
     names = [output_name(r, s) for r, s in OUTPUT_ORDER]
-    with _step("trace", timings):
+    with staging.timed_step("trace", timings):
         traced = _trace(module, size)
-    with _step("coremltools-convert", timings):
+    with staging.timed_step("coremltools-convert", timings):
         mlmodel = to_mlprogram(traced, size, scale, bias, names, precision)
-    with _step(f"compress-{precision}", timings):
+    with staging.timed_step(f"compress-{precision}", timings):
         mlmodel = compress(mlmodel, precision)
-    with _step("save", timings):
+    with staging.timed_step("save", timings):
         mlmodel.save(str(tmp / MODEL_FILE))
     t_parity = time.perf_counter()
     # 2. the traced graph fed scale*pixel+bias (the ImageType) vs ONNX fed (pixel-mean)/std, uint8 canvases;

@@ -1,0 +1,75 @@
+"""``ConvertOptions``: one conversion's arguments, one field per ``headpose convert`` flag.
+
+The CLI builds it from its parsed arguments (:meth:`ConvertOptions.from_args`), the Python API from
+keywords (:func:`headpose.convert.pipeline.convert`); both hand the same object to the format's
+builder (the pipeline for TFLite/ONNX, :mod:`headpose.convert.steps.coreml` for CoreML).
+:meth:`ConvertOptions.check` refuses options the chosen format does not use instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+from ..runtime.errors import InputError
+from ..runtime.registry import ModelSpec
+
+PathLike = Union[str, Path]
+DEFAULT_MAX_INT8_ERROR = 0.5
+
+
+@dataclass
+class ConvertOptions:
+    """Field ``x`` is flag ``--x`` of ``headpose convert`` (``model`` the positional MODEL, ``fmt``
+    ``--format``, ``out`` ``--out``); the defaults are the CLI's."""
+
+    model: str
+    weights: Optional[PathLike]
+    fmt: str = "tflite"
+    precision: str = "fp32"
+    calib: Optional[PathLike] = None
+    input_size: Optional[int] = None
+    out: PathLike = "weights/exports"
+    detector: Optional[PathLike] = None
+    force: bool = False
+    max_int8_error: Optional[float] = DEFAULT_MAX_INT8_ERROR  # None (a negative value on the CLI): no gate
+    allow_slow_int8: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ConvertOptions":
+        """From ``headpose convert``'s parsed arguments (a negative ``--max-int8-error``: no gate)."""
+        opts = cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        if opts.max_int8_error is not None and opts.max_int8_error < 0:
+            opts.max_int8_error = None
+        return opts
+
+    def check(self) -> None:
+        """Refuse options the format does not use (CoreML has no int8 gate: its int8 is weight-only);
+        ``max_int8_error`` None (no gate) and the default say nothing that CoreML would ignore."""
+        if self.fmt == "coreml":
+            given = [flag for flag, on in (("--max-int8-error", self.max_int8_error not in (None, DEFAULT_MAX_INT8_ERROR)),
+                                           ("--allow-slow-int8", self.allow_slow_int8)) if on]
+            if given:
+                raise InputError(f"{' and '.join(given)} tune the TFLite/ONNX int8 pose gate; --format coreml has "
+                                 f"no such gate (its int8 is weight-only compression, checked by the CoreML "
+                                 f"parity figures): leave {'them' if len(given) > 1 else 'it'} out")
+
+
+def check_source(spec: ModelSpec, weights, input_size: Optional[int],
+                 pose_source: str = "a .pt checkpoint or a pose .onnx") -> Tuple[Path, int]:
+    """The argument checks of every format: ``--weights`` is a file (``pose_source``: what a pose model
+    converts from), ``--input-size`` a multiple of 32. Returns the weights path and the input size."""
+    model_id = spec.model_id
+    if weights is None:
+        raise InputError(f"{model_id} needs --weights PATH (a .pt checkpoint for pose models, an .onnx for SCRFD)")
+    path = Path(weights)
+    if not path.is_file():
+        kind = "an SCRFD .onnx file" if spec.task == "face_detection" else pose_source
+        raise InputError(f"weights file '{path}' does not exist: expected {kind}")
+    size = int(input_size or spec.input_size)
+    if size < 32 or size % 32:
+        raise InputError(f"--input-size {size} is not usable: expected a multiple of 32 (e.g. "
+                         f"{spec.input_size}{' or 320' if spec.task == 'face_detection' else ''})")
+    return path, size

@@ -1,0 +1,87 @@
+"""``ConvertOptions`` maps one to one onto ``headpose convert``'s flags; options a format does not use
+are refused, not dropped; one publish (with rollback) for every format."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import fields
+
+import pytest
+
+from headpose.convert import staging
+from headpose.convert.options import ConvertOptions
+from headpose.runtime.errors import ConversionError, InputError
+
+
+def _convert_parser() -> argparse.ArgumentParser:
+    from headpose.convert.cli import add_parser
+    top = argparse.ArgumentParser()
+    sub = top.add_subparsers(dest="command")
+    add_parser(sub)
+    return sub.choices["convert"]
+
+
+def test_one_field_per_flag():
+    parser = _convert_parser()
+    dests = {a.dest for a in parser._actions if a.dest != "help"}
+    assert dests == {f.name for f in fields(ConvertOptions)}
+    args = parser.parse_args(["mobilenetv3_small", "--weights", "w.pt"])
+    opts = ConvertOptions.from_args(args)
+    assert opts == ConvertOptions(model="mobilenetv3_small", weights="w.pt")  # the CLI's defaults are the class's
+    opts = ConvertOptions.from_args(parser.parse_args(["m", "--weights", "w", "--max-int8-error", "-1"]))
+    assert opts.max_int8_error is None  # negative: no gate
+
+
+def test_coreml_refuses_the_int8_gate_flags():
+    ConvertOptions(model="m", weights="w", fmt="coreml", precision="int8").check()
+    with pytest.raises(InputError, match="--max-int8-error tune the TFLite/ONNX int8 pose gate.*coreml"):
+        ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=1.0).check()
+    with pytest.raises(InputError, match="--max-int8-error and --allow-slow-int8 .* leave them out"):
+        ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=2.0, allow_slow_int8=True).check()
+    ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=None).check()  # no gate: true of CoreML
+    ConvertOptions(model="m", weights="w", fmt="tflite", max_int8_error=1.0, allow_slow_int8=True).check()
+
+
+def test_cli_refuses_them_before_converting(capsys, tmp_path):
+    from headpose.cli import main
+    code = main(["convert", "mobilenetv3_small", "--weights", str(tmp_path / "w.pt"), "--format", "coreml",
+                 "--allow-slow-int8", "--out", str(tmp_path / "out")])
+    assert code == 2 and "--allow-slow-int8 tune the TFLite/ONNX int8 pose gate" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_publish_replaces_with_force_and_rolls_back(tmp_path, monkeypatch):
+    final = tmp_path / "a"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    stage = staging.stage_folder(tmp_path, "a")
+    (stage / "new.txt").write_text("new")
+    with pytest.raises(ConversionError, match="pass --force"):
+        staging.publish(stage, final, force=False)
+    real = os.replace
+    calls = []
+
+    def failing(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        return real(src, dst)
+    monkeypatch.setattr(staging.os, "replace", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        staging.publish(stage, final, force=True)
+    monkeypatch.setattr(staging.os, "replace", real)
+    assert (final / "old.txt").read_text() == "old"  # put back
+    staging.publish(stage, final, force=True)
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_every_format_is_built_by_a_step_module():
+    """runtime/formats.py names, per format, the module of convert/steps/ that writes the model file:
+    tflite, onnx_quantize and coreml (CoreML is a step like the others, not a route of its own)."""
+    import importlib.util
+    from headpose.runtime.formats import FORMATS
+    for f in FORMATS.values():
+        assert importlib.util.find_spec(f"headpose.convert.steps.{f.step}") is not None, f
+    assert importlib.util.find_spec("headpose.convert.coreml") is None
