@@ -22,7 +22,7 @@ from ..runtime.errors import ConversionError, InputError
 from ..runtime.preprocess import letterbox, normalise, to_color
 from ..runtime.registry import ModelSpec
 from .facedata import OnnxFaceDetector, face_crops, iter_frames, list_sources, sample_evenly
-from ..runtime.manifest import sha256_file as file_sha256
+from ..runtime.manifest import sha256_file as file_sha256, write_atomic
 from ..runtime.paths import SHARED_VIDEO, SHARED_WEIGHTS, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,9 @@ def _cached_face_crops(path: Path, src_sha: str, det_path: Path, size: int, marg
     result = face_crops(path, rec, size=size, margin=margin)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npz")
-        np.savez(tmp, counts=np.array([len(d) for d in rec.record], np.int64),
-                 dets=np.concatenate(rec.record) if rec.record else np.zeros((0, 5), np.float32))
-        os.replace(tmp, cache)
+        write_atomic(cache, lambda f: np.savez(
+            f, counts=np.array([len(d) for d in rec.record], np.int64),
+            dets=np.concatenate(rec.record) if rec.record else np.zeros((0, 5), np.float32)))
     except OSError as e:
         log.warning("could not cache face detections in %s (%s)", cache, e)
     return result

@@ -25,6 +25,7 @@ from ..runtime.errors import HeadposeError
 from ..runtime.manifest import artifact_id, sha256_file
 from ..runtime.paths import PROJECT_ROOT
 from ..runtime.registry import DEFAULT_DETECTOR, DEFAULT_POSE, DEFAULT_POSE_WEIGHTS, DEFAULT_SAMPLE
+from . import staging
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,7 @@ def fetch_scrfd_package(weights_dir: Optional[Path] = None, sdist: Optional[Path
                 if want is not None and sha256_file(out) != want:
                     raise HeadposeError(f"{member} in {sdist}: sha256 does not match the expected {want}")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(stage, dest)
+        staging.publish(stage, dest, force=True)  # the one directory publish (the old one back if it fails)
     log.info("scrfd package verified in %s", dest)
     return dest
 

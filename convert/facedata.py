@@ -18,10 +18,10 @@ from ..runtime.errors import InputError
 from ..runtime.preprocess import crop_faces, letterbox, normalise, to_color
 from ..runtime.registry import SCRFD_DECODE, get_spec
 from ..runtime.scrfd import decode_scrfd
+from ..runtime.sources import IMAGE_SUFFIXES  # the one list of image suffixes
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 

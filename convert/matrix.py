@@ -29,7 +29,7 @@ import numpy as np
 
 from ..runtime.errors import HeadposeError, InputError
 from ..runtime.formats import PRECISIONS
-from ..runtime.manifest import load_manifest, write_json_atomic
+from ..runtime.manifest import load_manifest, write_atomic, write_json_atomic
 from ..runtime.registry import POSE_MODELS, REGISTRY, get_spec
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,4 @@ def _write(rows: List[Dict], meta: Dict, previous, json_path: Path, report: Path
     rank = {p: i for i, p in enumerate(PRECISIONS)}
     rows.sort(key=lambda r: (order.get(r["model"], 99), r["model"], rank.get(r["precision"], 9)))
     write_json_atomic(json_path, {"runs": runs, "rows": rows})
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(markdown(rows, runs))
-    os.replace(tmp, report)
+    write_atomic(report, markdown(rows, runs))

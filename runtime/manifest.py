@@ -35,7 +35,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .errors import ManifestError
 from .formats import FORMAT_NAMES, precisions_of
@@ -467,17 +467,27 @@ def umask_mode(base: int) -> int:
     return base & ~mask
 
 
-def write_json_atomic(path: Union[str, os.PathLike], data: Dict[str, Any]) -> None:
-    """Write JSON next to ``path`` under a temporary name, then rename it into place."""
+def write_atomic(path: Union[str, os.PathLike], data: Union[bytes, str, Callable[[Any], None]]) -> Path:
+    """The one atomic file write: ``data`` (bytes, text, or a function writing to a binary file object)
+    goes to a temporary file beside ``path`` (the umask's mode, not mkstemp's 0600), renamed into place;
+    readers see the old file or the new one, never a part. Returns ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, umask_mode(0o666))
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def write_json_atomic(path: Union[str, os.PathLike], data: Dict[str, Any]) -> None:
+    """Write JSON (indented, newline-terminated) with :func:`write_atomic`."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")

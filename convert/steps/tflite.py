@@ -24,6 +24,7 @@ import numpy as np
 
 from ...runtime.errors import ConversionError
 from ...runtime.formats import precisions_of
+from ...runtime.manifest import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,4 @@ def quantize(saved_model: Union[str, Path], precision: str, dst: Union[str, Path
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"the TFLite converter failed for {precision} ({first})") from None
-    tmp = dst.with_suffix(".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, dst)
-    return dst
+    return write_atomic(dst, data)
