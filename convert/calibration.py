@@ -286,14 +286,15 @@ def detector_data(spec: ModelSpec, source: Optional[Union[str, Path]], size: int
 
 def iter_frames_ids(path: Path):
     """``(frame_id, None)`` for every frame of ``path`` without decoding images (counts frames)."""
-    import cv2
-    from .facedata import IMAGE_SUFFIXES
+    from ..runtime.sources import IMAGE_SUFFIXES, CaptureSource, SourceError  # the one frame reader
     for f in list_sources(path):
         if f.suffix.lower() in IMAGE_SUFFIXES:
             yield str(f), None
             continue
-        cap = cv2.VideoCapture(str(f))
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-        cap.release()
+        try:
+            with CaptureSource(str(f), live=False) as video:
+                n = video.length or 0
+        except SourceError:
+            n = 0
         for i in range(n):
             yield f"{f}#{i}", None

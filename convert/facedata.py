@@ -55,29 +55,23 @@ def iter_frames(source: Union[str, Path], every: int = 1, start: int = 0, stop: 
         ``"<file>#<index>"`` for video frames, the file path for images.
     frame : ndarray, (H, W, 3), uint8, BGR
     """
-    import cv2
+    from ..runtime.sources import CaptureSource, ImagesSource, SourceError  # the one frame reader
     for f in list_sources(source):
         if f.suffix.lower() in IMAGE_SUFFIXES:
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if img is None:
+            try:
+                frames = list(ImagesSource([f], f"image {f}"))
+            except SourceError:
                 log.warning("skipping unreadable image %s", f)
                 continue
-            yield str(f), img
+            yield str(f), frames[0].image
             continue
-        cap = cv2.VideoCapture(str(f))
-        if not cap.isOpened():
-            raise InputError(f"video '{f}' could not be opened (is it a video OpenCV can decode?)")
-        i = 0
-        try:
-            while stop is None or i < stop:
-                ok, frame = cap.read()
-                if not ok:
+        with CaptureSource(str(f), live=False) as video:
+            for frame in video:
+                i = frame.index
+                if stop is not None and i >= stop:
                     break
                 if i >= start and (i - start) % every == 0:
-                    yield f"{f}#{i}", frame
-                i += 1
-        finally:
-            cap.release()
+                    yield f"{f}#{i}", frame.image
 
 
 class OnnxFaceDetector:

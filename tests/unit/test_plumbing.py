@@ -63,3 +63,28 @@ def test_one_list_of_image_suffixes():
     assert facedata.IMAGE_SUFFIXES is sources.IMAGE_SUFFIXES
     lists = [rel for rel, text in _code() if re.search(r"IMAGE_SUFFIXES\s*=", text)]
     assert lists == ["runtime/sources.py"], lists
+
+
+def test_one_frame_reader():
+    """convert/facedata and convert/calibration read frames through the runtime's sources, never OpenCV's
+    VideoCapture / imread of their own."""
+    for rel in ("convert/facedata.py", "convert/calibration.py"):
+        text = (ROOT / rel).read_text()
+        assert "VideoCapture(" not in text and "imread(" not in text, rel
+
+
+def test_iter_frames_reads_video_and_images(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from headpose.convert.facedata import iter_frames
+    video = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(6):
+        w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    w.release()
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    got = [(Path(fid).name, f.shape) for fid, f in iter_frames(tmp_path, every=2, start=1, stop=5)]
+    assert got == [("a.png", (8, 8, 3)), ("v.avi#1", (48, 64, 3)), ("v.avi#3", (48, 64, 3))]
+    from headpose.convert.calibration import iter_frames_ids
+    assert [Path(fid).name for fid, _ in iter_frames_ids(tmp_path)] == \
+        ["a.png", "b.jpg"] + [f"v.avi#{i}" for i in range(6)]
