@@ -298,6 +298,41 @@ class DecomposedHardsigmoid(nn.Module):
         return torch.clamp(x + 3.0, 0.0, 6.0) * (1.0 / 6.0)
 
 
+def fold_paired_head(model: nn.Module) -> bool:
+    """Fold a ``linear_reg = (Linear, Hardswish, Linear)`` head whose hidden units come in exact +/- pairs
+    back into one Linear, in place; True when folded.
+
+    Such a head is what :func:`headpose.convert.checkpoint.current_head_from_linear` writes (the
+    project's students in the current upstream layout): units ``2p`` and ``2p + 1`` compute ``u_p`` and
+    ``-u_p``, their output weights are opposite, every other unit has zero output weight, so by
+    ``hardswish(u) - hardswish(-u) = u`` the head is exactly ``sum_p w2_p (W1_p x + b1_p) + b2``. In an
+    int8 graph the decomposed hard-swish of such units costs accuracy (the student's int8 gate: mean
+    0.74 deg unfolded, as its trained single Linear folded). Any other head (real upstream weights) is
+    left alone.
+    """
+    head = getattr(model, "linear_reg", None)
+    if not (isinstance(head, nn.Sequential) and len(head) == 3 and isinstance(head[0], nn.Linear)
+            and isinstance(head[2], nn.Linear)):
+        return False
+    w1, b1 = head[0].weight.detach().double(), head[0].bias.detach().double()
+    w2, b2 = head[2].weight.detach().double(), head[2].bias.detach().double()
+    hidden = w1.shape[0]
+    even, odd = torch.arange(0, hidden - 1, 2), torch.arange(1, hidden, 2)
+    live = w2.abs().sum(dim=0) > 0
+    paired = (torch.equal(w1[even], -w1[odd]) and torch.equal(b1[even], -b1[odd])
+              and torch.equal(w2[:, even], -w2[:, odd]))
+    if not paired or (hidden % 2 and bool(live[-1])):
+        return False
+    w = w2[:, even] @ w1[even]
+    b = w2[:, even] @ b1[even] + b2
+    folded = nn.Linear(w1.shape[1], w2.shape[0])
+    with torch.no_grad():
+        folded.weight.copy_(w.to(head[0].weight.dtype))
+        folded.bias.copy_(b.to(head[0].bias.dtype))
+    model.linear_reg = folded
+    return True
+
+
 def xnnpack_friendly(model: nn.Module) -> nn.Module:
     """Replace hard-swish/hard-sigmoid modules (parameter-free) by their decomposed forms, in place.
 

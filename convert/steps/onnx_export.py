@@ -90,9 +90,12 @@ def export_pose(model, path: Union[str, Path], input_size: int = 224, opset: int
 
     import torch
 
-    from ..models.pose import xnnpack_friendly
+    from ..models.pose import fold_paired_head, xnnpack_friendly
     path = Path(path)
-    model = xnnpack_friendly(copy.deepcopy(model))  # same maths, ops XNNPACK runs in int8 too
+    model = copy.deepcopy(model)
+    if fold_paired_head(model):
+        log.info("linear_reg: +/- paired hidden units folded into one Linear (exact)")
+    model = xnnpack_friendly(model)  # same maths, ops XNNPACK runs in int8 too
     dummy = torch.zeros(1, 3, input_size, input_size)
     with torch.no_grad():
         torch.onnx.export(model.eval(), (dummy,), str(path), dynamo=False, opset_version=max(opset, OPSET),

@@ -175,3 +175,32 @@ def test_upstream_training_checkpoint_loads_with_epoch_and_args(tmp_path):
     assert argparse.Namespace not in torch.serialization.get_safe_globals()
     with pytest.raises(Exception, match="Namespace"):
         torch.load(p, weights_only=True)
+
+
+@pytest.mark.parametrize("model_id", sorted(LEGACY_V3))
+def test_single_linear_head_re_expressed_exactly_and_folded_back_at_export(model_id, tmp_path):
+    """current_head_from_linear writes the current upstream layout with the same function; the export folds
+    its +/- paired hidden units back into the one Linear (so its int8 graph is the trained head's)."""
+    import copy
+
+    from headpose.convert.checkpoint import current_head_from_linear
+    from headpose.convert.models.pose import fold_paired_head
+    torch.manual_seed(0)
+    old = build_pose_model(model_id, head="linear")
+    with torch.no_grad():
+        old.linear_reg.weight.normal_(0, 0.05)
+        old.linear_reg.bias.normal_(0, 0.5)
+    new = build_pose_model(model_id)
+    new.load_state_dict(current_head_from_linear(model_id, old.state_dict()), strict=True)
+    assert (new.linear_reg[2].weight != 0).sum() == 12, "six +/- pairs, every other unit unused"
+    assert (new.linear_reg[0].weight.abs().sum(dim=1) > 0).all(), "no all-zero weight channel"
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x), atol=2e-6, rtol=1e-5)
+        folded = copy.deepcopy(new)
+        assert fold_paired_head(folded) and isinstance(folded.linear_reg, torch.nn.Linear)
+        torch.testing.assert_close(folded.linear_reg.weight, old.linear_reg.weight, atol=1e-7, rtol=0)
+        torch.testing.assert_close(folded(x), old(x), atol=2e-6, rtol=1e-5)
+    assert not fold_paired_head(build_pose_model(model_id)), "a real (unpaired) head is left alone"
+    with pytest.raises(CheckpointError, match="single-Linear head"):
+        current_head_from_linear(model_id, new.state_dict())
