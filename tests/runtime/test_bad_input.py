@@ -17,16 +17,6 @@ from tests.conftest import IMAGES, need_shared
 
 
 @pytest.fixture(scope="module")
-def det_dir(artifact):
-    return artifact("scrfd_500m", "fp32")
-
-
-@pytest.fixture(scope="module")
-def pose_dir(artifact):
-    return artifact("mobilenetv3_small", "fp32")
-
-
-@pytest.fixture(scope="module")
 def hpe(det_dir, pose_dir):
     return HeadPoseEstimator.from_artifacts(det_dir, pose_dir, EstimatorOptions(smooth=False))
 

@@ -25,16 +25,6 @@ from tests.conftest import ROOT, VIDEO, need_shared
 HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "headpose.convert", "keras", "onnx2tf")
 
 
-@pytest.fixture(scope="module")
-def det_dir(artifact):
-    return artifact("scrfd_500m", "fp32")
-
-
-@pytest.fixture(scope="module")
-def pose_dir(artifact):
-    return artifact("mobilenetv3_small", "fp32")
-
-
 def test_run_writes_every_output(det_dir, pose_dir, tmp_path, capsys):
     cv2 = pytest.importorskip("cv2", reason="video output")
     need_shared(VIDEO)

@@ -37,16 +37,6 @@ UNIT = ROOT / "runtime" / "systemd" / "headpose.service"
 
 
 @pytest.fixture(scope="module")
-def det_dir(artifact):
-    return artifact("scrfd_500m", "fp32")
-
-
-@pytest.fixture(scope="module")
-def pose_dir(artifact):
-    return artifact("mobilenetv3_small", "fp32")
-
-
-@pytest.fixture(scope="module")
 def face_image():
     return need_shared(IMAGES / "single_face.jpg")
 

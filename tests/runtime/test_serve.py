@@ -245,16 +245,6 @@ def test_events_carry_the_records_then_end_at_close():
 
 
 # ---- headpose run --serve, a real child process on the real video ---------------------------------------
-@pytest.fixture(scope="module")
-def det_dir(artifact):
-    return artifact("scrfd_500m", "fp32")
-
-
-@pytest.fixture(scope="module")
-def pose_dir(artifact):
-    return artifact("mobilenetv3_small", "fp32")
-
-
 def start_run(det_dir, pose_dir, *extra) -> tuple:
     """``headpose run --serve ...`` in a child process; returns (process, url) once it prints the URL."""
     need_shared(VIDEO)
