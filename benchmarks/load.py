@@ -15,6 +15,8 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from .fingerprint import usable_cores  # noqa: F401  (re-exported: the bench CLI takes it from here)
+
 OTHERS_MAX_PCT = 10.0
 
 
@@ -23,13 +25,6 @@ def loadavg() -> Optional[List[float]]:
         return [round(v, 2) for v in os.getloadavg()]
     except (OSError, AttributeError):
         return None
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def default_max_load(cores: Optional[int] = None) -> float:
