@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import logging
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..runtime.paths import PROJECT_ROOT, SHARED_VIDEO as DEFAULT_VIDEO
+from .load import loadavg
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,6 @@ def _pose_weights_map(items: List[str]) -> Dict[str, Path]:
     return out
 
 
-def _loadavg() -> Optional[List[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def run_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -161,7 +154,7 @@ def run_bench(args: argparse.Namespace) -> int:
     started = _dt.datetime.now(_dt.timezone.utc)
     device = fingerprint(args.device_name)
     run_id = f"{device['name']}-{started.strftime('%Y%m%dT%H%M%SZ')}"
-    load_start = _loadavg()
+    load_start = loadavg()
     watch = LoadWatch(args.max_load)
     if args.dry_run:
         return _dry_run(args, poses, precisions, threads, detect_every)
@@ -289,13 +282,7 @@ def run_bench(args: argparse.Namespace) -> int:
                     bar.update(1)
 
     # -- pipelines ------------------------------------------------------------------------------
-    pipelines = []
-    for s in pipe_specs:
-        bar.set_postfix_str(s.key)
-        la = _loadavg()
-        e = pl.measure_pipeline(s, video, args.frames, args.pipeline_warmup, bar.update, BUDGETS, keep_samples=keep)
-        e["loadavg_start"] = la
-        pipelines.append(e)
+    pipelines = pl.measure_pipelines(pipe_specs, video, args.frames, args.pipeline_warmup, bar, keep_samples=keep)
     comparisons = []
     by_key = {p["key"]: p for p in pipelines}
     for p in pipelines:
@@ -325,7 +312,7 @@ def run_bench(args: argparse.Namespace) -> int:
     bar.close()
 
     # -- result ---------------------------------------------------------------------------------
-    load_end = _loadavg()
+    load_end = loadavg()
     notes.append(f"load average (1/5/15 min) at start {load_start}, at end {load_end} on {device['cores']} "
                  f"usable cores; absolute times drift on shared machines, ratios within one run are what to quote")
     result = {
@@ -454,7 +441,7 @@ def _bench_artifacts(args, device, run_id, started, watch, threads, xnn, batches
                     if not runs_each:
                         bar.update(1)
     bar.close()
-    load_end = _loadavg()
+    load_end = loadavg()
     result = {
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "run_id": run_id,
         "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),

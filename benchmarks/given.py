@@ -90,7 +90,6 @@ def bench_given(args, video: Optional[Path], pose_dirs: Sequence[Path], det_dirs
 
     from . import model_latency as ml
     from . import pipeline_latency as pl
-    from .stats import BUDGETS
     dirs = list(dict.fromkeys(list(det_dirs) + list(pose_dirs)))
     mans = {d: load_manifest(d) for d in dirs}
     frame0 = ml.first_frame(video) if video is not None else None
@@ -114,14 +113,7 @@ def bench_given(args, video: Optional[Path], pose_dirs: Sequence[Path], det_dirs
                                         keep))
         if not runs_each:
             bar.update(1)
-    pipelines = []
-    from .load import loadavg
-    for s in specs:
-        bar.set_postfix_str(s.key)
-        la = loadavg()
-        e = pl.measure_pipeline(s, video, args.frames, args.pipeline_warmup, bar.update, BUDGETS, keep_samples=keep)
-        e["loadavg_start"] = la
-        pipelines.append(e)
+    pipelines = pl.measure_pipelines(specs, video, args.frames, args.pipeline_warmup, bar, keep_samples=keep)
     bar.close()
     notes = list(args.note) + ["measured exactly the given artifacts (no build, no ONNX Runtime baseline)"]
     settings = {"video": str(video) if video else None, "frames": args.frames, "warmup": args.warmup,

@@ -348,3 +348,18 @@ def measure_pipeline(spec: PipelineSpec, video, frames: Optional[int] = 100, war
         entry["samples_ms"] = [round(v, 3) for v in e2e]
         entry["faces_per_frame_series"] = faces_n
     return entry
+
+
+def measure_pipelines(specs, video, frames: Optional[int], warmup: int, bar, keep_samples: bool = True
+                      ) -> List[Dict[str, object]]:
+    """:func:`measure_pipeline` for each spec in turn, each result with the 1-minute ``loadavg_start``
+    it began under; ``bar`` is the run's progress bar (postfix = the pipeline's key, one tick a frame)."""
+    from .load import loadavg
+    out = []
+    for s in specs:
+        bar.set_postfix_str(s.key)
+        la = loadavg()
+        e = measure_pipeline(s, video, frames, warmup, bar.update, BUDGETS, keep_samples=keep_samples)
+        e["loadavg_start"] = la
+        out.append(e)
+    return out
