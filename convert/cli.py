@@ -30,19 +30,27 @@ def add_parser(subparsers) -> None:
                    help="fp32 (default), fp16 weights, int8 (full-integer, calibrated on --calib) or "
                         "dynamic-int8 (int8 weights, float activations); coreml: fp32, fp16, int8 (int8 "
                         "weights, fp16 compute), palettize6 (6-bit k-means weights)")
-    p.add_argument("--calib", metavar="PATH", default=None,
-                   help="video, image or folder of real images with faces: int8 calibration and parity data "
-                        "(default $HEADPOSE_DATA or ../shared/data/in_video.mp4)")
+    p.add_argument("--calib", metavar="PATH", default=None, action="append",
+                   help="video, image, folder of real images with faces, or a .txt list of such paths: int8 "
+                        "calibration and parity data; repeatable. Several sources are split by source into a "
+                        "calibration part and a gate part (never frames of one video on both sides); one source "
+                        "is split by its frames (default $HEADPOSE_DATA or ../shared/data/in_video.mp4)")
+    p.add_argument("--gate-data", metavar="PATH", default=None, action="append",
+                   help="sources (as --calib; repeatable) of the int8 gate and parity checks, kept apart from "
+                        "calibration: then every --calib source calibrates")
     p.add_argument("--input-size", type=int, default=None, metavar="N",
                    help="square input side (default: 224 pose, 640 SCRFD; 320 works for SCRFD)")
     p.add_argument("--out", default="weights/exports", metavar="DIR", help="parent directory (default weights/exports)")
     p.add_argument("--detector", default=None, metavar="PATH",
                    help="SCRFD ONNX that finds faces for pose calibration (default weights/ or ../shared)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
-    p.add_argument("--max-int8-error", type=float, default=0.5, metavar="DEG",
-                   help="int8 pose gate: mean pitch/yaw/roll difference from the float model on real crops "
-                        "(p99 <= 3); failing models get an automatic remedy (default 0.5; negative: no gate; "
-                        "TFLite/ONNX only: refused with --format coreml)")
+    p.add_argument("--max-int8-error", type=float, default=1.0, metavar="DEG",
+                   help="int8 pose gate: mean geodesic angle between the int8 and the float model's rotations on "
+                        "the gate crops (default 1.0, the strictness of the former 0.5 deg per-axis mean; "
+                        "negative: no gate); failing models get an automatic remedy (TFLite only: refused with "
+                        "--format coreml)")
+    p.add_argument("--max-int8-p99", type=float, default=3.0, metavar="DEG",
+                   help="int8 pose gate: 99th percentile of that geodesic angle (default 3.0)")
     p.add_argument("--allow-slow-int8", action="store_true",
                    help="let the int8 gate take a remedy slower than the float32 model (int16 activations: "
                         "accurate, but XNNPACK does not run them); refused by default (not with --format coreml)")

@@ -1,10 +1,22 @@
 """The int8 accuracy gate of pose models, and what the converter does when a model fails it.
 
 Gate: the full-integer TFLite model against its float reference (the source model) on real face
-crops not used for calibration; the mean of the rotation error's components about the camera's
-pitch/yaw/roll axes must not exceed ``max_mean_deg`` (default 0.5) and the 99th percentile of the
-geodesic angle between the two rotations ``max_p99_deg`` (default 3.0). Rotations, not Euler angles:
-Euler angles are degenerate near |yaw| = 90 deg (see :func:`passes`); their figures are recorded too.
+crops not used for calibration (with several ``--calib`` sources or ``--gate-data``: crops of other
+sources, i.e. other people; see :mod:`headpose.convert.calibration`). One error measure: the
+geodesic angle between the two rotations, per crop; its mean must not exceed ``max_mean_deg``
+(default 1.0) and its 99th percentile ``max_p99_deg`` (default 3.0). Rotations, not Euler angles:
+Euler angles are degenerate near |yaw| = 90 deg (see :func:`passes`). Recorded too, as information:
+the per-axis components of the rotation error (pitch/yaw/roll axes of the camera), the Euler
+differences, and the geodesic figures per yaw bin of the float model (|yaw| < 30, 30-60, >= 60 deg:
+quantisation hurts profiles most).
+
+Thresholds, then and now: until this gate judged the geodesic mean, ``--max-int8-error`` (default
+0.5) bounded the mean of the per-axis components. On the shipped students that mean is half the
+geodesic mean (0.28 / 0.57, 0.43 / 0.85, 0.47 / 0.95 deg for MobileNetV2 / V3-Small / V3-Large on
+``in_video.mp4``), so the default is now 1.0 deg of geodesic mean: the same strictness, stated in
+the one measure. The p99 bound (3.0 deg, ``--max-int8-p99``) was geodesic already. The project's
+target for shipped int8 students is stricter (mean <= 0.5, p99 <= 2.5 deg on held-out people; see
+weights/README.md).
 
 When plain post-training quantisation (per-channel int8 weights, int8 activations calibrated on real
 crops) fails, remedies are tried in order, and the first that passes is kept:
@@ -40,8 +52,9 @@ from ..runtime.rotation import angle_difference_deg, euler_from_rotation, rotati
 
 log = logging.getLogger(__name__)
 
-MAX_MEAN_DEG = 0.5
-MAX_P99_DEG = 3.0
+MAX_MEAN_DEG = 1.0  # geodesic mean, degrees (was 0.5 of per-axis mean: the same strictness, see above)
+MAX_P99_DEG = 3.0   # geodesic p99, degrees
+YAW_BINS = (("abs_yaw_lt_30", 0.0, 30.0), ("abs_yaw_30_60", 30.0, 60.0), ("abs_yaw_ge_60", 60.0, 181.0))
 FLOAT_LAYER_STEPS = (1, 2, 4, 8, 16)
 
 
@@ -51,41 +64,74 @@ def angle_errors(reference_rotation: np.ndarray, test_6d: np.ndarray) -> Dict[st
     Parameters
     ----------
     reference_rotation : (N, 3, 3)
-    test_6d : (N, 6) raw outputs of the quantised model
+        The float model's rotations.
+    test_6d : (N, 6)
+        Raw outputs of the quantised model.
 
     Returns
     -------
     dict
-        ``axis_mean_deg``, ``axis_p99_deg``, ``per_axis_mean_deg`` {pitch, yaw, roll}: the rotation
-        error's components about the camera's x/y/z axes (:func:`rotation_error_deg`), pooled over
-        crops and axes; ``geodesic_mean_deg``, ``geodesic_p99_deg``, ``geodesic_max_deg``: its norm;
-        ``mean_deg``, ``p99_deg``, ``max_deg``: pooled |Δpitch|, |Δyaw|, |Δroll| of the Euler angles,
-        recorded for reference (they explode near |yaw| = 90 deg, see :func:`passes`); ``n``.
+        The gated measure: ``geodesic_mean_deg``, ``geodesic_p99_deg`` (and ``geodesic_max_deg``),
+        the angle between the two rotations per crop. ``by_yaw_bin``: ``{bin: {n, geodesic_mean_deg,
+        geodesic_p99_deg, geodesic_max_deg}}`` for |yaw| of the float model in [0, 30), [30, 60),
+        [60, 180] deg (figures None for an empty bin). Information: ``axis_mean_deg``,
+        ``axis_p99_deg``, ``per_axis_mean_deg`` {pitch, yaw, roll}: the rotation error's components
+        about the camera's x/y/z axes (:func:`rotation_error_deg`), pooled over crops and axes;
+        ``mean_deg``, ``p99_deg``, ``max_deg``: pooled |Δpitch|, |Δyaw|, |Δroll| of the Euler angles
+        (they explode near |yaw| = 90 deg, see :func:`passes`); ``n``.
     """
     ref = np.asarray(reference_rotation, np.float64).reshape(-1, 3, 3)
     test = rotation_from_6d(np.asarray(test_6d, np.float64).reshape(-1, 6))
-    d = angle_difference_deg(euler_from_rotation(ref), euler_from_rotation(test))
+    ref_euler = euler_from_rotation(ref)
+    d = angle_difference_deg(ref_euler, euler_from_rotation(test))
     a = np.abs(rotation_error_deg(ref, test))
     g = np.linalg.norm(a, axis=1)
 
     def r(v):
         return round(float(v), 4)
-    return {"n": int(len(d)), "axis_mean_deg": r(a.mean()), "axis_p99_deg": r(np.percentile(a, 99)),
+    return {"n": int(len(d)), "geodesic_mean_deg": r(g.mean()), "geodesic_p99_deg": r(np.percentile(g, 99)),
+            "geodesic_max_deg": r(g.max()), "by_yaw_bin": yaw_bins(g, ref_euler[:, 1]),
+            "axis_mean_deg": r(a.mean()), "axis_p99_deg": r(np.percentile(a, 99)),
             "per_axis_mean_deg": {k: r(a[:, i].mean()) for i, k in enumerate(("pitch", "yaw", "roll"))},
-            "geodesic_mean_deg": r(g.mean()), "geodesic_p99_deg": r(np.percentile(g, 99)), "geodesic_max_deg": r(g.max()),
             "mean_deg": r(d.mean()), "p99_deg": r(np.percentile(d, 99)), "max_deg": r(d.max())}
 
 
+def yaw_bins(geodesic: np.ndarray, yaw_deg: np.ndarray) -> Dict[str, Dict]:
+    """Geodesic figures per bin of |yaw| (``YAW_BINS``, the float model's yaw in degrees).
+
+    Parameters
+    ----------
+    geodesic : (N,) degrees
+    yaw_deg : (N,) degrees, -180..180
+
+    Returns
+    -------
+    dict
+        ``{bin: {"n", "geodesic_mean_deg", "geodesic_p99_deg", "geodesic_max_deg"}}``; an empty bin has
+        ``n`` 0 and None figures.
+    """
+    g, yaw = np.asarray(geodesic, np.float64), np.abs(np.asarray(yaw_deg, np.float64))
+    out = {}
+    for name, lo, hi in YAW_BINS:
+        v = g[(yaw >= lo) & (yaw < hi)]
+        out[name] = {"n": int(len(v)),
+                     **({k: round(float(f(v)), 4) for k, f in (("geodesic_mean_deg", np.mean),
+                                                               ("geodesic_p99_deg", lambda x: np.percentile(x, 99)),
+                                                               ("geodesic_max_deg", np.max))} if len(v) else
+                        {"geodesic_mean_deg": None, "geodesic_p99_deg": None, "geodesic_max_deg": None})}
+    return out
+
+
 def passes(fig: Dict[str, float], max_mean: float, max_p99: float) -> bool:
-    """Mean of the per-axis rotation error <= ``max_mean`` and p99 of the geodesic angle <= ``max_p99``.
+    """Geodesic mean <= ``max_mean`` and geodesic p99 <= ``max_p99`` (degrees).
 
     Judged on rotations, not on Euler angles: near |yaw| = 90 deg pitch and roll are degenerate
     (gimbal lock), and a 1.8 deg rotation error of the MobileNetV2 student on a face at yaw -80.6 deg
     showed up as 7.2 deg of pitch/roll; MobileNetV3-Large's plain int8 had an Euler mean of 2.5 deg
-    from a few such faces. The per-axis components equal the Euler differences for small errors of
-    frontal faces.
+    from a few such faces. The geodesic angle is the one measure defined everywhere, with no axis
+    to choose.
     """
-    return fig["axis_mean_deg"] <= max_mean and fig["geodesic_p99_deg"] <= max_p99
+    return fig["geodesic_mean_deg"] <= max_mean and fig["geodesic_p99_deg"] <= max_p99
 
 
 def run_tflite(model: Union[str, Path, bytes], x_nhwc: np.ndarray, num_threads: int = 1) -> np.ndarray:
@@ -180,7 +226,7 @@ def float_layers_model(saved_model: Path, calibration: np.ndarray, denylist: Seq
 def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibration: np.ndarray,
             parity: np.ndarray, reference_rotation: np.ndarray, max_mean_deg: float = MAX_MEAN_DEG,
             max_p99_deg: float = MAX_P99_DEG, work: Optional[Union[str, Path]] = None,
-            allow_slower_than_float: bool = False) -> Dict:
+            allow_slower_than_float: bool = False, calibration_reference: Optional[np.ndarray] = None) -> Dict:
     """Check the int8 ``model_file`` and, if it fails, replace it with the first remedy that passes.
 
     A remedy slower than the float32 model passes only with ``allow_slower_than_float``.
@@ -194,12 +240,16 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
     calibration : (M, S, S, 3) float32, normalised model inputs used for calibration
     parity : (N, S, S, 3) float32, normalised crops not used for calibration
     reference_rotation : (N, 3, 3), the float source model's rotations on ``parity``
+    calibration_reference : (K, 3, 3), optional
+        The float model's rotations on ``calibration[:K]``: the chosen model's figures on the
+        calibration crops are recorded beside the gate's (``figures_by_set``), as information.
 
     Returns
     -------
     dict
-        ``gate`` (limits), ``chosen`` (remedy name or ``"none"``), ``attempts`` (figures of each),
-        ``latency_ms`` (float32, int8 and chosen; XNNPACK, 1 thread, batch 1), ``speed_cost``.
+        ``gate`` (limits), ``chosen`` (remedy name or ``"none"``), ``attempts`` (figures of each, on the
+        gate crops), ``figures_by_set`` (the chosen model's figures on the gate and the calibration
+        crops; the sets' sources are the manifest's ``quantization.calibration.sets``), ``latency_ms`` (float32, int8 and chosen; XNNPACK, 1 thread, batch 1), ``speed_cost``.
 
     Raises
     ------
@@ -209,16 +259,17 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
     saved_model, model_file = Path(saved_model), Path(model_file)
     work = Path(work) if work else model_file.parent
     gate = {"max_mean_deg": max_mean_deg, "max_p99_deg": max_p99_deg, "crops": int(len(parity)),
-            "metric": "mean: |rotation error| about the camera's pitch/yaw/roll axes vs the float source model, "
-                      "pooled over crops and axes; p99: geodesic angle between the two rotations, over crops"}
+            "metric": "geodesic angle between the int8 and the float source model's rotations, per gate crop: "
+                      "its mean and 99th percentile (per-axis components and Euler differences: information)"}
     attempts: List[Dict] = []
 
     def attempt(name: str, model) -> bool:
         fig = angle_errors(reference_rotation, run_tflite(model, parity))
         ok = passes(fig, max_mean_deg, max_p99_deg)
         attempts.append({"remedy": name, **fig, "passed": ok})
-        log.info("int8 gate %s: axis mean %.3f deg, geodesic p99 %.3f deg (Euler mean %.3f, p99 %.3f) -> %s", name,
-                 fig["axis_mean_deg"], fig["geodesic_p99_deg"], fig["mean_deg"], fig["p99_deg"], "pass" if ok else "fail")
+        log.info("int8 gate %s: geodesic mean %.3f deg, p99 %.3f deg (per-axis mean %.3f; Euler mean %.3f) -> %s",
+                 name, fig["geodesic_mean_deg"], fig["geodesic_p99_deg"], fig["axis_mean_deg"], fig["mean_deg"],
+                 "pass" if ok else "fail")
         return ok
 
     chosen, chosen_model = "none", None
@@ -263,7 +314,7 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
             raise ConversionError(
                 f"int8 gate failed: no remedy brings the int8 model within mean {max_mean_deg} deg / geodesic "
                 f"p99 {max_p99_deg} deg of the float model on {len(parity)} real crops; tried "
-                + "; ".join(f"{a['remedy']}: " + (f"mean {a['axis_mean_deg']:.2f}, p99 {a['geodesic_p99_deg']:.2f}" if "axis_mean_deg" in a
+                + "; ".join(f"{a['remedy']}: " + (f"mean {a['geodesic_mean_deg']:.2f}, p99 {a['geodesic_p99_deg']:.2f}" if "geodesic_mean_deg" in a
                                                   else a.get("error", "?"))
                             + (f" ({a['not_taken']}: pass --allow-slow-int8 to take it)" if "not_taken" in a else "")
                             for a in attempts)
@@ -280,7 +331,13 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
         plain = _convert(_converter(saved_model, calibration)[0], work / "gate_plain.log")
         lat["int8_plain"] = latency_ms(plain, parity)
     cost = None if chosen == "none" else round(lat["chosen"] / max(lat["int8_plain"], 1e-9), 3)
-    return {"gate": gate, "chosen": chosen, "passed": True, "attempts": attempts,
+    final = next(a for a in reversed(attempts) if a.get("passed"))
+    by_set = {"gate": {k: v for k, v in final.items() if k not in ("remedy", "passed", "float_layers")}}
+    if calibration_reference is not None and len(calibration_reference):
+        k = len(calibration_reference)
+        by_set["calibration"] = {**angle_errors(calibration_reference, run_tflite(
+            model_file, np.asarray(calibration[:k], np.float32))), "note": "in-sample: these crops set the int8 ranges"}
+    return {"gate": gate, "chosen": chosen, "passed": True, "attempts": attempts, "figures_by_set": by_set,
             "latency_ms": {**lat, "how": "LiteRT XNNPACK, 1 thread, batch 1, median of 30, conversion machine"},
             "speed_cost": ("none (plain int8 passes)" if cost is None else
                            f"{cost}x the plain int8 latency ({lat['chosen']} vs {lat['int8_plain']} ms)")}

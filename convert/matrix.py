@@ -71,8 +71,8 @@ def row_of(model_id: str, precision: str, kind: str, d: Path) -> Dict:
         if gate:
             final = [a for a in gate["attempts"] if a["passed"]][-1]
             row["int8_remedy"] = gate["chosen"]
-            row["int8_gate"] = {k: final[k] for k in ("axis_mean_deg", "geodesic_p99_deg", "mean_deg", "p99_deg")
-                                if k in final}
+            row["int8_gate"] = {k: final[k] for k in ("geodesic_mean_deg", "axis_mean_deg", "geodesic_p99_deg",
+                                                      "mean_deg", "p99_deg") if k in final}
     else:
         row.update(mean_iou=p["mean_iou"], matched=p["matched"], reference_faces=p["reference_faces"],
                    samples=p.get("samples"))
@@ -106,7 +106,10 @@ def markdown(rows: List[Dict], runs: List[Dict]) -> str:
             par = f"IoU {r['mean_iou']:.4f}, {r['matched']}/{r['reference_faces']} faces"
         mark = "" if r["gate"] is None else (" ✅" if r["passed"] else " ❌")
         remedy = r.get("int8_remedy", "")
-        if "int8_gate" in r and "axis_mean_deg" in r["int8_gate"]:
+        if "int8_gate" in r and "geodesic_mean_deg" in r["int8_gate"]:
+            g = r["int8_gate"]
+            remedy += f" (gate: geodesic mean {g['geodesic_mean_deg']:.2f}°, p99 {g['geodesic_p99_deg']:.2f}° ✅)"
+        elif "int8_gate" in r and "axis_mean_deg" in r["int8_gate"]:  # rows of an older --json (--update)
             g = r["int8_gate"]
             remedy += f" (gate: axis mean {g['axis_mean_deg']:.2f}°, geodesic p99 {g['geodesic_p99_deg']:.2f}° ✅)"
         lines.append(f"| {r['model']} | {r['weights']} | {r['precision']} | {r['mb']} | {par}{mark} | "
@@ -137,8 +140,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="weights/exports/matrix", metavar="DIR", help="artifacts go here")
     p.add_argument("--json", default=None, metavar="FILE", help="default <out>/matrix.json")
     p.add_argument("--report", default=None, metavar="FILE", help="Markdown table (default <out>/MATRIX.md)")
-    p.add_argument("--max-int8-error", type=float, default=0.5, metavar="DEG",
-                   help="int8 pose gate for trained/given weights, as in convert (seeded weights: recorded, "
+    p.add_argument("--max-int8-error", type=float, default=1.0, metavar="DEG",
+                   help="int8 pose gate (geodesic mean, degrees) for trained/given weights, as in convert (seeded weights: recorded, "
                         "not gated: a random network's int8 error describes the network)")
     p.add_argument("--update", action="store_true",
                    help="keep the rows of an existing --json for the (model, precision) pairs not run now")

@@ -11,8 +11,8 @@
 
 Search folders, in order (:func:`search_dirs`): ``$HEADPOSE_WEIGHTS_DIR/exports`` alone when that is
 set, else ``./weights/exports`` and the checkout's ``weights/exports``; then their ``matrix/``
-sub-folder (``convert-matrix``'s default) and the bench cache ``weights/cache/bench/<model>-<sha12>/``
-(newest first). Where nothing is found, a caller that may build (``bench``, ``convert-matrix``)
+sub-folder (``convert-matrix``'s default), the int8 artifacts the project ships (``weights/int8/``,
+see weights/README.md) and the bench cache ``weights/cache/bench/<model>-<sha12>/`` (newest first). Where nothing is found, a caller that may build (``bench``, ``convert-matrix``)
 passes ``build``; the runtime never does, and says which ``headpose convert`` makes it.
 
 Runtime module: standard library + the manifest reader only.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import InputError, ManifestError
 from .manifest import MANIFEST_NAME, artifact_id, load_manifest
@@ -96,6 +96,10 @@ def search_dirs() -> List[Path]:
             if d.resolve() not in [o.resolve() for o in out]:
                 out.append(d)
     for w in weights:
+        shipped = w / "int8"  # committed int8 pose artifacts (weights/README.md)
+        if shipped.is_dir() and shipped.resolve() not in [o.resolve() for o in out]:
+            out.append(shipped)
+    for w in weights:
         cache = w / "cache" / "bench"
         if cache.is_dir():
             tags = sorted((t for t in cache.iterdir() if t.is_dir() and t.name != "seeded"),
@@ -152,3 +156,61 @@ def resolve_artifact(text: str, task: Optional[str] = None, precision: Optional[
                         f"{ref.model} --weights PATH --format {ref.fmt} --precision {ref.precision}"
                         f"{'' if ref.size == get_spec(ref.model).input_size else f' --input-size {ref.size}'} "
                         f"--out weights/exports`, or pass its directory")
+
+
+# -- the fast defaults of `headpose run` -------------------------------------------------------------
+
+def _student_sha256(model: str, root: Path) -> Optional[str]:
+    """sha256 of the project's shipped student checkpoint ``weights/<model>_fsanet.pt`` (None if absent)."""
+    from .manifest import sha256_file
+    p = root / "weights" / f"{model}_fsanet.pt"
+    return sha256_file(p) if p.is_file() else None
+
+
+def gates_passed(m, root: Path = PROJECT_ROOT) -> Tuple[bool, str]:
+    """Whether a default may be this artifact: ``(ok, why not)``.
+
+    Its conversion's parity gate passed; an int8 pose artifact also passed the int8 accuracy gate
+    (``quantization.int8_gate.passed``: an artifact converted without the gate does not qualify); a
+    pose artifact was converted from the project's shipped student (its ``source.sha256`` is that of
+    ``weights/<model>_fsanet.pt``: seeded or foreign weights never become a default); tflite format.
+    """
+    if m.format != "tflite":
+        return False, f"format {m.format}"
+    if (m.parity or {}).get("passed") is not True:
+        return False, "its parity gate did not pass (or was not recorded)"
+    if m.task == "head_pose":
+        if m.precision == "int8" and ((m.quantization or {}).get("int8_gate") or {}).get("passed") is not True:
+            return False, "converted without the int8 accuracy gate"
+        want = _student_sha256(m.model, root)
+        if want is None or (m.source or {}).get("sha256") != want:
+            return False, "not converted from the shipped student weights/" + f"{m.model}_fsanet.pt"
+    return True, ""
+
+
+def fast_default(task: str, dirs: Sequence[Path], candidates: Optional[Sequence[tuple]] = None,
+                 root: Path = PROJECT_ROOT) -> Optional[Path]:
+    """The first of ``candidates`` (registry ``FAST_DETECTORS`` / ``FAST_POSES``, fastest first) found in
+    ``dirs`` whose gates passed (:func:`gates_passed`); None when there is none (the caller then takes
+    the fresh-machine default)."""
+    import logging
+    from .registry import FAST_DETECTORS, FAST_POSES
+    log = logging.getLogger(__name__)
+    if candidates is None:
+        candidates = FAST_DETECTORS if task == "face_detection" else FAST_POSES
+    for cand in candidates:
+        aid = artifact_id(*cand)
+        for d in dirs:
+            path = Path(d) / aid
+            if not (path / MANIFEST_NAME).is_file():
+                continue
+            try:
+                m = load_manifest(path, expect_task=task)
+            except ManifestError as e:
+                log.info("default candidate %s skipped: %s", path, e)
+                continue
+            ok, why = gates_passed(m, root)
+            if ok:
+                return m.directory
+            log.info("default candidate %s skipped: %s", path, why)
+    return None

@@ -36,7 +36,10 @@ def test_angle_errors_known_offsets():
     # per-axis rotation error: 1 deg about y on every crop, ~10 deg about z on 10 (roll is a camera-z turn)
     assert fig["per_axis_mean_deg"]["roll"] == pytest.approx(10 * 10.0 / n, abs=0.1)
     assert fig["axis_mean_deg"] == pytest.approx(fig["mean_deg"], abs=0.1)  # within +-50 deg: Euler ~ rotation
-    assert passes(fig, 0.6, 12.0) and not passes(fig, 0.3, 12.0) and not passes(fig, 0.6, 0.5)
+    # the gate judges the geodesic mean (~1.45 deg here) and p99, not the per-axis mean (~0.5 deg)
+    g = fig["geodesic_mean_deg"]
+    assert passes(fig, g + 0.01, 12.0) and not passes(fig, g - 0.01, 12.0) and not passes(fig, g + 0.01, 0.5)
+    assert not passes(fig, fig["axis_mean_deg"] + 0.01, 12.0)
 
 
 def test_gate_tail_is_judged_on_rotations_not_on_gimbal_locked_euler():
@@ -50,7 +53,7 @@ def test_gate_tail_is_judged_on_rotations_not_on_gimbal_locked_euler():
     assert fig["geodesic_max_deg"] == pytest.approx(0.5, abs=1e-3)
     euler_jump = np.abs(euler_from_rotation(ref) - euler_from_rotation(test)).max()
     assert euler_jump > 5 and fig["p99_deg"] > 5  # the Euler tail explodes...
-    assert fig["axis_mean_deg"] < 0.5 and passes(fig, 0.5, 3.0)  # ...the rotation figures do not
+    assert fig["geodesic_mean_deg"] < 0.51 and passes(fig, 0.51, 3.0)  # ...the rotation figures do not
 
 
 def test_convert_cli_has_the_gate_option():
@@ -111,7 +114,7 @@ def test_a_fast_passing_remedy_is_taken(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_gate_on_a_real_int8_conversion(tmp_path):
     """Shipped MobileNetV2 student -> int8 with the gate: plain int8 passes it (measured: Euler mean
-    0.43 deg, geodesic p99 1.7 deg; its Euler p99 of 5.8 deg comes from faces near yaw -80 deg), so the
+    0.43 deg, geodesic mean 0.57 / p99 1.7 deg; its Euler p99 of 5.8 deg comes from faces near yaw -80 deg), so the
     artifact is plain int8, faster than float32, in one XNNPACK partition."""
     from headpose.convert.pipeline import convert
     from headpose.runtime.interpreter import make_interpreter, xnnpack_partitions
@@ -120,12 +123,14 @@ def test_gate_on_a_real_int8_conversion(tmp_path):
     if not student.is_file():
         pytest.skip(f"{student} is not in this checkout")
     art = convert("mobilenetv2", student, "tflite", "int8", calib=need_shared(VIDEO), out_dir=tmp_path,
-                  detector=need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"), max_int8_error=0.5)
+                  detector=need_shared(WEIGHTS / "scrfd_500m_bnkps.onnx"), max_int8_error=1.0)
     q = json.loads((art / "manifest.json").read_text())["quantization"]
     gate = q["int8_gate"]
-    assert gate["passed"] and gate["gate"]["max_mean_deg"] == 0.5
+    assert gate["passed"] and gate["gate"]["max_mean_deg"] == 1.0
     final = [a for a in gate["attempts"] if a["passed"]][-1]
-    assert final["axis_mean_deg"] <= 0.5 and final["geodesic_p99_deg"] <= 3.0
+    assert final["geodesic_mean_deg"] <= 1.0 and final["geodesic_p99_deg"] <= 3.0
+    assert set(final["by_yaw_bin"]) == {"abs_yaw_lt_30", "abs_yaw_30_60", "abs_yaw_ge_60"}
+    assert gate["figures_by_set"]["gate"]["geodesic_mean_deg"] == final["geodesic_mean_deg"]
     assert gate["latency_ms"]["chosen"] < gate["latency_ms"]["float32"]
     it = make_interpreter(str(art / "model.tflite"))
     assert xnnpack_partitions(it) == 1

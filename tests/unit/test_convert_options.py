@@ -31,15 +31,25 @@ def test_one_field_per_flag():
     assert opts == ConvertOptions(model="mobilenetv3_small", weights="w.pt")  # the CLI's defaults are the class's
     opts = ConvertOptions.from_args(parser.parse_args(["m", "--weights", "w", "--max-int8-error", "-1"]))
     assert opts.max_int8_error is None  # negative: no gate
+    opts = ConvertOptions.from_args(parser.parse_args(["m", "--weights", "w", "--calib", "a.mp4"]))
+    assert opts.calib == "a.mp4" and opts.gate_data is None  # one --calib stays one path, as before
+    opts = ConvertOptions.from_args(parser.parse_args(["m", "--weights", "w", "--calib", "a.mp4", "--calib", "b",
+                                                       "--gate-data", "g.txt", "--max-int8-p99", "2.5"]))
+    assert opts.calib == ["a.mp4", "b"] and opts.gate_data == "g.txt" and opts.max_int8_p99 == 2.5
 
 
 def test_coreml_refuses_the_int8_gate_flags():
     ConvertOptions(model="m", weights="w", fmt="coreml", precision="int8").check()
     with pytest.raises(InputError, match="--max-int8-error tune the TFLite/ONNX int8 pose gate.*coreml"):
-        ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=1.0).check()
+        ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=0.7).check()
     with pytest.raises(InputError, match="--max-int8-error and --allow-slow-int8 .* leave them out"):
         ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=2.0, allow_slow_int8=True).check()
+    with pytest.raises(InputError, match="--max-int8-p99 and --gate-data .* leave them out"):
+        ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_p99=2.5, gate_data="g").check()
+    with pytest.raises(InputError, match="coreml checks parity on one --calib source; 2 were given"):
+        ConvertOptions(model="m", weights="w", fmt="coreml", calib=["a.mp4", "b.mp4"]).check()
     ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=None).check()  # no gate: true of CoreML
+    ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=1.0).check()  # the default says nothing
     ConvertOptions(model="m", weights="w", fmt="tflite", max_int8_error=1.0, allow_slow_int8=True).check()
 
 
