@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", default="1,2", help="thread sweep (default %(default)s)")
     p.add_argument("--detect-every", default="1", help="detect-every sweep of the LiteRT pipelines (default %(default)s)")
     p.add_argument("--xnnpack", default="on", help="XNNPACK sweep: on, off or on,off (default %(default)s)")
+    p.add_argument("--pipelined", default="off",
+                   help="LiteRT pipelines one stage after another (off), overlapped on threads as `headpose run "
+                        "--pipelined` (on), or both (off,on) (default %(default)s)")
     p.add_argument("--batch", default="1",
                    help="model-only batch sweep of pose models, e.g. 1,7 (faces per call; detectors take 1)")
     p.add_argument("--model-xnnpack-off", action="store_true",
@@ -140,6 +143,7 @@ def run_bench(args: argparse.Namespace) -> int:
     threads = parse_int_list(args.threads, "threads")
     detect_every = parse_int_list(args.detect_every, "detect-every")
     xnn = [{"on": True, "off": False}[v] for v in parse_list(args.xnnpack, "xnnpack", ("on", "off"))]
+    args.pipelined_modes = [{"on": True, "off": False}[v] for v in parse_list(args.pipelined, "pipelined", ("on", "off"))]
     batches = parse_int_list(args.batch, "batch")
     duration = parse_duration(args.duration) if args.duration else None
     window = parse_duration(args.window)
@@ -250,7 +254,9 @@ def run_bench(args: argparse.Namespace) -> int:
                         continue
                     for de in detect_every:
                         for x in xnn:
-                            pipe_specs.append(pl.PipelineSpec("litert", det_for(p), pose_art[(m, p)], t, x, de))
+                            for pm in args.pipelined_modes:
+                                pipe_specs.append(pl.PipelineSpec("litert", det_for(p), pose_art[(m, p)], t, x, de,
+                                                                  pipelined=pm))
     runs_each = args.runs if not args.seconds else 0
     total = n_model * (runs_each or 1) + len(pipe_specs) * args.frames
     bar = tqdm(total=total, desc="bench", unit="it", file=sys.stderr, dynamic_ncols=True)
@@ -283,6 +289,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     # -- pipelines ------------------------------------------------------------------------------
     pipelines = pl.measure_pipelines(pipe_specs, video, args.frames, args.pipeline_warmup, bar, keep_samples=keep)
+    pl.add_bounds(pipelines, model_latency)
+    gil = _gil(pipe_specs, video)
     comparisons = []
     by_key = {p["key"]: p for p in pipelines}
     for p in pipelines:
@@ -328,6 +336,7 @@ def run_bench(args: argparse.Namespace) -> int:
                      "threads": threads, "precisions": precisions, "pose_models": poses,
                      "detector": args.detector, "detector_precision": args.detector_precision,
                      "detect_every": detect_every, "xnnpack": xnn, "model_xnnpack": model_xnn, "batch": batches,
+                     "pipelined": args.pipelined_modes,
                      "baseline": not args.no_baseline,
                      "torch": bool(args.torch), "duration_s": duration,
                      "weights": {m: w.to_dict() for m, w in {**pose_w, args.detector: det_w}.items()}},
@@ -338,8 +347,22 @@ def run_bench(args: argparse.Namespace) -> int:
         "sustained": sustained,
         "notes": notes,
     }
+    if gil is not None:
+        result["gil"] = gil
     _write(result, args.out)
     return 0
+
+
+def _gil(specs, video) -> Optional[dict]:
+    """With a pipelined spec: whether its two interpreters' ``invoke`` overlap on two threads (1 thread each)."""
+    from . import pipeline_latency as pl
+    s = next((x for x in specs if x.pipelined), None)
+    if s is None:
+        return None
+    g = pl.gil_overlap(s.detector, s.pose, video)
+    from ..runtime.manifest import load_manifest
+    g.update(detector=load_manifest(s.detector).id, pose=load_manifest(s.pose).id)
+    return g
 
 
 def _write(result: dict, out_dir) -> Path:

@@ -96,11 +96,12 @@ def bench_given(args, video: Optional[Path], pose_dirs: Sequence[Path], det_dirs
     jobs = [] if args.no_model_latency else [
         (d, t, x, b) for d in dirs for t in threads for x in (xnn if mans[d].format == "tflite" else [None])
         for b in (batches if mans[d].task == "head_pose" else [1])]
+    modes = getattr(args, "pipelined_modes", [False])
     specs = [] if args.no_pipelines else [
-        pl.PipelineSpec("litert", det, pose, t, x, de)
+        pl.PipelineSpec("litert", det, pose, t, x, de, pipelined=pm)
         for pose in pose_dirs if mans[pose].format == "tflite"
         for det in detector_for(pose, det_dirs, mans, getattr(args, "detector_precision", "match") == "match")
-        for t in threads for de in detect_every for x in xnn]
+        for t in threads for de in detect_every for x in xnn for pm in modes]
     runs_each = args.runs if not args.seconds else 0
     bar = tqdm(total=len(jobs) * (runs_each or 1) + len(specs) * args.frames, desc="bench", unit="it",
                file=sys.stderr, dynamic_ncols=True)
@@ -114,11 +115,13 @@ def bench_given(args, video: Optional[Path], pose_dirs: Sequence[Path], det_dirs
         if not runs_each:
             bar.update(1)
     pipelines = pl.measure_pipelines(specs, video, args.frames, args.pipeline_warmup, bar, keep_samples=keep)
+    pl.add_bounds(pipelines, model_latency)
     bar.close()
     notes = list(args.note) + ["measured exactly the given artifacts (no build, no ONNX Runtime baseline)"]
     settings = {"video": str(video) if video else None, "frames": args.frames, "warmup": args.warmup,
                 "pipeline_warmup": args.pipeline_warmup, "runs": args.runs, "seconds": args.seconds,
                 "threads": list(threads), "detect_every": list(detect_every), "xnnpack": list(xnn),
+                "pipelined": list(modes),
                 "batch": list(batches), "given": {"pose": [str(d) for d in pose_dirs],
                                                   "detector": [str(d) for d in det_dirs]},
                 "precisions": sorted({mans[d].precision for d in pose_dirs}),

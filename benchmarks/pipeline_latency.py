@@ -10,6 +10,16 @@ Two pipelines run over the same frames of the same video:
 
 A frame's end-to-end latency is capture (decoding the next video frame) + the pipeline call +
 drawing the result onto the frame; FPS is measured frames / the wall time of the measured loop.
+A ``pipelined`` LiteRT spec runs the same estimator through
+:class:`~headpose.runtime.pipelined.PipelinedRunner` (capture, detection and pose on their own
+threads, ``threads`` split by :func:`~headpose.runtime.pipelined.split_threads`); its end-to-end
+latency is capture -> result (queue waits included) + drawing, on the consuming thread.
+
+:func:`add_bounds` gives every pipeline its **model-only bound** from the same run's model-only
+timings: per frame, the measured capture (video decode) + the detector's model-only p50 on the
+frames it ran + faces x the pose model's model-only p50 per face; ``efficiency`` = bound / the
+pipeline's measured time per frame (1000 / FPS). :func:`gil_overlap` measures whether two
+interpreters' ``invoke`` calls run at the same time on two threads.
 """
 
 from __future__ import annotations
@@ -196,21 +206,40 @@ class PipelineSpec:
     detect_every: int = 1
     smooth: bool = True
     draw: str = "axis"
+    pipelined: bool = False
 
     @property
     def key(self) -> str:
         pm = load_manifest(self.pose)
         xnn = ("xnn" if self.xnnpack else "noxnn") if self.backend == "litert" else "-"
-        return f"{self.backend}|{pm.model}|{pm.precision}|t{self.threads}|de{self.detect_every}|{xnn}"
+        return (f"{self.backend}|{pm.model}|{pm.precision}|t{self.threads}|de{self.detect_every}|{xnn}"
+                + ("|pipe" if self.pipelined else ""))
+
+    @property
+    def stage_threads(self) -> Tuple[int, int]:
+        """Interpreter threads ``(detector, pose)``: both ``threads``, or split when pipelined."""
+        if self.pipelined:
+            from ..runtime.pipelined import split_threads
+            return split_threads(self.threads)
+        return self.threads, self.threads
+
+
+def litert_estimator(spec: PipelineSpec):
+    """The :class:`HeadPoseEstimator` of a LiteRT spec (interpreter threads per :attr:`PipelineSpec.stage_threads`)."""
+    from ..runtime.estimator import EstimatorOptions, HeadPoseEstimator
+    det_t, pose_t = spec.stage_threads
+    opts = EstimatorOptions(threads=spec.threads, xnnpack=spec.xnnpack, detect_every=spec.detect_every,
+                            smooth=spec.smooth, draw=spec.draw, detector_threads=det_t, pose_threads=pose_t)
+    return HeadPoseEstimator.from_artifacts(spec.detector, spec.pose, opts)
 
 
 def build_pipeline(spec: PipelineSpec):
     """Load a pipeline: returns ``(process(frame) -> faces, timings(), reset(), draw(frame, faces))``."""
+    if spec.pipelined and spec.backend != "litert":
+        raise InputError("only the LiteRT pipeline has a pipelined mode (the ONNX Runtime baseline is the "
+                         "upstream loop, one stage after another)")
     if spec.backend == "litert":
-        from ..runtime.estimator import EstimatorOptions, HeadPoseEstimator
-        opts = EstimatorOptions(threads=spec.threads, xnnpack=spec.xnnpack, detect_every=spec.detect_every,
-                                smooth=spec.smooth, draw=spec.draw)
-        est = HeadPoseEstimator.from_artifacts(spec.detector, spec.pose, opts)
+        est = litert_estimator(spec)
         return est.estimate, (lambda: est.last_timings), est.reset, est.annotate
     if spec.backend == "onnxruntime":
         if spec.detect_every != 1:
@@ -297,31 +326,10 @@ def measure_pipeline(spec: PipelineSpec, video, frames: Optional[int] = 100, war
     e2e: List[float] = []
     faces_n: List[int] = []
     t_end = time.perf_counter() + duration_s if duration_s else None
+    loop = _pipelined_loop if spec.pipelined else _sequential_loop
     wall0 = time.perf_counter()
     try:
-        while True:
-            a = time.perf_counter()
-            frame = src.read()
-            if frame is None:
-                break
-            b = time.perf_counter()
-            faces = process(frame)
-            c = time.perf_counter()
-            draw(frame, faces)
-            d = time.perf_counter()
-            st = timings()
-            per_stage["capture"].append((b - a) * 1e3)
-            for k in STAGES[1:-1]:
-                per_stage[k].append(float(st.get(k, 0.0)))
-            per_stage["draw"].append((d - c) * 1e3)
-            e2e.append((d - a) * 1e3)
-            faces_n.append(len(faces))
-            if progress:
-                progress(1)
-            if on_frame:
-                on_frame(e2e[-1])
-            if t_end is not None and d >= t_end:
-                break
+        loop(src, process, timings, draw, per_stage, e2e, faces_n, progress, on_frame, t_end)
     finally:
         src.close()
     wall = time.perf_counter() - wall0
@@ -336,6 +344,8 @@ def measure_pipeline(spec: PipelineSpec, video, frames: Optional[int] = 100, war
         "detector": dm.id, "detector_sha256": dm.file_sha256, "pose": pm.id, "pose_sha256": pm.file_sha256,
         "model": pm.model, "precision": pm.precision, "detector_precision": dm.precision,
         "threads": spec.threads, "xnnpack": spec.xnnpack if spec.backend == "litert" else None,
+        "pipelined": spec.pipelined, "detector_threads": spec.stage_threads[0], "pose_threads": spec.stage_threads[1],
+        "detected_frames": int(sum(1 for v in per_stage["detector"] if v > 0)),
         "detect_every": spec.detect_every, "smooth": spec.smooth if spec.backend == "litert" else False,
         "draw": spec.draw, "frames": len(e2e), "faces_total": int(sum(faces_n)),
         "faces_per_frame": {"mean": round(float(np.mean(faces_n)), 3), "max": int(max(faces_n))},
@@ -348,6 +358,172 @@ def measure_pipeline(spec: PipelineSpec, video, frames: Optional[int] = 100, war
         entry["samples_ms"] = [round(v, 3) for v in e2e]
         entry["faces_per_frame_series"] = faces_n
     return entry
+
+
+def _sequential_loop(src, process, timings, draw, per_stage, e2e, faces_n, progress, on_frame, t_end) -> None:
+    """One frame after another: read, process, draw (the loop of ``headpose run``)."""
+    while True:
+        a = time.perf_counter()
+        frame = src.read()
+        if frame is None:
+            break
+        b = time.perf_counter()
+        faces = process(frame)
+        c = time.perf_counter()
+        draw(frame, faces)
+        d = time.perf_counter()
+        _record(per_stage, e2e, faces_n, (b - a) * 1e3, timings(), (d - c) * 1e3, (d - a) * 1e3, len(faces))
+        if progress:
+            progress(1)
+        if on_frame:
+            on_frame(e2e[-1])
+        if t_end is not None and d >= t_end:
+            break
+
+
+def _pipelined_loop(src, process, timings, draw, per_stage, e2e, faces_n, progress, on_frame, t_end) -> None:
+    """The stages overlapped (:class:`~headpose.runtime.pipelined.PipelinedRunner`); drawing on this thread.
+    ``process`` is the estimator's bound ``estimate`` (its owner runs the stages)."""
+    from ..runtime.pipelined import PipelinedRunner
+    from ..runtime.sources import Frame
+    est = process.__self__
+
+    def frames():
+        i = 0
+        while True:
+            img = src.read()
+            if img is None:
+                return
+            yield Frame(i, img, i / 25.0)
+            i += 1
+
+    with PipelinedRunner(est, frames()) as runner:
+        for r in runner:
+            c = time.perf_counter()
+            draw(r.frame.image, r.faces)
+            d = time.perf_counter()
+            _record(per_stage, e2e, faces_n, r.capture_ms, r.timings, (d - c) * 1e3, r.latency_ms + (d - c) * 1e3,
+                    len(r.faces))
+            if progress:
+                progress(1)
+            if on_frame:
+                on_frame(e2e[-1])
+            if t_end is not None and d >= t_end:
+                runner.stop()
+                break
+
+
+def _record(per_stage, e2e, faces_n, capture_ms, st, draw_ms, total_ms, n_faces) -> None:
+    per_stage["capture"].append(capture_ms)
+    for k in STAGES[1:-1]:
+        per_stage[k].append(float(st.get(k, 0.0)))
+    per_stage["draw"].append(draw_ms)
+    e2e.append(total_ms)
+    faces_n.append(n_faces)
+
+
+# -- the model-only bound ---------------------------------------------------------------------------------
+def _model_p50(model_latency, artifact: str, threads: int, xnnpack) -> Dict[int, float]:
+    """batch -> model-only p50 ms of one artifact at ``threads`` (and XNNPACK setting, LiteRT)."""
+    out: Dict[int, float] = {}
+    for e in model_latency or []:
+        if e.get("artifact") != artifact or e.get("threads") != threads:
+            continue
+        if xnnpack is not None and e.get("xnnpack") is not None and bool(e.get("xnnpack")) != bool(xnnpack):
+            continue
+        out[int(e.get("batch", 1))] = float(e["stats"]["p50"])
+    return out
+
+
+def pipeline_bound(p: Dict[str, object], model_latency) -> Optional[Dict[str, object]]:
+    """The model-only bound of one ``pipelines`` entry from its run's ``model_latency`` entries.
+
+    Per frame: ``capture_ms`` (the pipeline's own mean video decode) + ``detector_ms`` (the detector
+    artifact's model-only p50 at the pipeline's detector threads, times the fraction of frames it ran
+    on) + ``faces_per_frame`` x ``pose_ms_per_face`` (the pose artifact's model-only p50 at the pose
+    threads, divided by its batch; the cheapest measured batch per face). None when the run holds no
+    model-only timing of either artifact at those threads.
+
+    Returns
+    -------
+    dict
+        ``ms_per_frame``, ``capture_ms``, ``detector_ms``, ``detector_model_ms``, ``detected_fraction``,
+        ``pose_ms_per_face``, ``pose_batch``, ``faces_per_frame``, ``detector_threads``, ``pose_threads``.
+    """
+    xnn = p.get("xnnpack")
+    det_t = int(p.get("detector_threads") or p["threads"])
+    pose_t = int(p.get("pose_threads") or p["threads"])
+    det = _model_p50(model_latency, p.get("detector"), det_t, xnn).get(1)
+    pose = _model_p50(model_latency, p.get("pose"), pose_t, xnn)
+    if det is None or not pose:
+        return None
+    batch, per_face = min(((b, v / b) for b, v in pose.items()), key=lambda bv: bv[1])
+    frames = int(p["frames"])
+    de = int(p.get("detect_every", 1) or 1)
+    detected = p.get("detected_frames")
+    if detected is None:  # results written before detected_frames: the schedule, frame 0 first
+        detected = -(-frames // de)
+    frac = float(detected) / frames if frames else 0.0
+    capture = float(((p.get("stages") or {}).get("capture") or {}).get("mean", 0.0))
+    faces = float((p.get("faces_per_frame") or {}).get("mean", 0.0))
+    total = capture + det * frac + faces * per_face
+    return {"ms_per_frame": round(total, 3), "capture_ms": round(capture, 3), "detector_ms": round(det * frac, 3),
+            "detector_model_ms": round(det, 3), "detected_fraction": round(frac, 4),
+            "pose_ms_per_face": round(per_face, 3), "pose_batch": batch, "faces_per_frame": round(faces, 3),
+            "detector_threads": det_t, "pose_threads": pose_t}
+
+
+def add_bounds(pipelines, model_latency) -> int:
+    """Set ``bound`` and ``efficiency`` (= bound ms per frame / (1000 / FPS)) on every pipeline entry whose
+    model-only timings the run holds; returns how many got one."""
+    n = 0
+    for p in pipelines:
+        b = pipeline_bound(p, model_latency)
+        if b is None or not p.get("fps"):
+            continue
+        p["bound"] = b
+        p["efficiency"] = round(b["ms_per_frame"] * float(p["fps"]) / 1000.0, 3)
+        n += 1
+    return n
+
+
+def gil_overlap(detector_dir, pose_dir, video=None, runs: int = 20, threads: int = 1) -> Dict[str, object]:
+    """Do two LiteRT interpreters run at the same time on two Python threads (``invoke`` releasing the GIL)?
+
+    The detector and the pose artifact (batch 1, real inputs when ``video`` is given) are each called
+    ``runs`` times: one after the other on one thread, then each on its own thread at once.
+
+    Returns
+    -------
+    dict
+        ``sequential_ms``, ``threaded_ms``, ``overlap`` = sequential / threaded (about 1 when the
+        calls take turns, as a held GIL forces; up to 2 with two free cores), ``runs``, ``threads``.
+    """
+    import threading
+    from .model_latency import first_frame, litert_runner
+    frame = first_frame(video) if video is not None else None
+    a = litert_runner(detector_dir, threads, True, frame).call
+    b = litert_runner(pose_dir, threads, True, frame).call
+    for f in (a, b, a, b):
+        f()
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        a()
+        b()
+    seq = time.perf_counter() - t0
+
+    def loop(f):
+        for _ in range(runs):
+            f()
+    ts = [threading.Thread(target=loop, args=(f,)) for f in (a, b)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    thr = time.perf_counter() - t0
+    return {"sequential_ms": round(seq * 1e3, 3), "threaded_ms": round(thr * 1e3, 3),
+            "overlap": round(seq / thr, 3) if thr > 0 else 0.0, "runs": runs, "threads": threads}
 
 
 def measure_pipelines(specs, video, frames: Optional[int], warmup: int, bar, keep_samples: bool = True

@@ -195,6 +195,8 @@ def run_command(p: dict, arts: dict, detect_every: Optional[int] = None, detecto
              "--detect-every", str(detect_every or p["detect_every"])]
     if p.get("xnnpack") is False:
         words.append("--no-xnnpack")
+    if p.get("pipelined"):
+        words.append("--pipelined")
     if max_faces:
         words += ["--max-faces", str(max_faces)]
     return shlex.join(words)

@@ -42,8 +42,10 @@ def pipeline_rows(results: Sequence[dict]) -> List[Dict[str, object]]:
     """One flat row per pipeline of every result (device x config), in file order."""
     rows = []
     for r in results:
+        upstream = {c.get("candidate"): c.get("fps_ratio") for c in r.get("comparisons", []) or []}
         for p in r.get("pipelines", []) or []:
             v = p.get("verdict") or {}
+            bound = p.get("bound") or {}
             rows.append(OrderedDict(
                 kind="pipeline", device=r["device"]["name"], run=_run_label(r), created=r.get("created_utc", ""),
                 key=p["key"], backend=p["backend"], model=p["model"], precision=p["precision"],
@@ -51,6 +53,8 @@ def pipeline_rows(results: Sequence[dict]) -> List[Dict[str, object]]:
                 frames=p["frames"], faces_per_frame=(p.get("faces_per_frame") or {}).get("mean"),
                 p50_ms=p["end_to_end"]["p50"], p99_ms=p["end_to_end"]["p99"],
                 mean_ms=p["end_to_end"].get("mean"), fps=p["fps"], verdict=v.get("overall", "n/a"),
+                pipelined=bool(p.get("pipelined", False)), bound_ms=bound.get("ms_per_frame"),
+                efficiency=p.get("efficiency"), vs_upstream=upstream.get(p["key"]),
                 samples=p.get("samples_ms")))
     return rows
 
@@ -137,15 +141,16 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-PIPE_HEADER = ("device", "backend", "model", "precision", "threads", "detect every", "p50 ms", "p99 ms", "FPS",
-               "faces/frame", "verdict", "run")
+PIPE_HEADER = ("device", "backend", "model", "precision", "threads", "detect every", "pipelined", "p50 ms",
+               "p99 ms", "FPS", "faces/frame", "bound ms", "efficiency", "x upstream", "verdict", "run")
 MODEL_HEADER = ("device", "runtime", "model", "precision", "threads", "XNNPACK", "batch", "p50 ms", "p99 ms",
                 "mean ms", "run")
 
 
 def pipe_cells(r) -> list:
-    return [r["device"], r["backend"], r["model"], r["precision"], r["threads"], r["detect_every"], r["p50_ms"],
-            r["p99_ms"], r["fps"], r["faces_per_frame"], r["verdict"], r["run"]]
+    return [r["device"], r["backend"], r["model"], r["precision"], r["threads"], r["detect_every"],
+            r.get("pipelined", False), r["p50_ms"], r["p99_ms"], r["fps"], r["faces_per_frame"], r.get("bound_ms"),
+            r.get("efficiency"), r.get("vs_upstream"), r["verdict"], r["run"]]
 
 
 def model_cells(r) -> list:
@@ -183,7 +188,13 @@ def render_markdown(results: Sequence[dict], threshold_pct: float = DEFAULT_THRE
     parts.append(markdown_table(("device", "CPU", "cores", "arch", "OS", "LiteRT", "ONNX Runtime",
                                  "load avg at start", "run"), list(seen.values())))
     if prow:
-        parts += ["", "## End-to-end pipelines", "", markdown_table(PIPE_HEADER, [pipe_cells(r) for r in prow])]
+        parts += ["", "## End-to-end pipelines", "",
+                  "bound ms: the model-only bound of the same frames (video decode + the detector's model-only p50 "
+                  "on the frames it ran + faces x the pose model's per face, from the run's own model-only "
+                  "timings); efficiency = bound / measured ms per frame (1000 / FPS), above 1 only when stages "
+                  "overlap (pipelined); x upstream = FPS / the upstream-style ONNX Runtime loop's at the same "
+                  "threads, same frames; '-' where the run did not measure it.", "",
+                  markdown_table(PIPE_HEADER, [pipe_cells(r) for r in prow])]
     comp = comparison_rows(results)
     if comp:
         parts += ["", "## Speed-up against the ONNX Runtime pipeline (same run, same frames)", "",
@@ -222,7 +233,8 @@ def render_markdown(results: Sequence[dict], threshold_pct: float = DEFAULT_THRE
 
 
 CSV_FIELDS = ("kind", "device", "run", "created", "key", "backend", "model", "precision", "threads",
-              "detect_every", "xnnpack", "batch", "frames", "faces_per_frame", "p50_ms", "p99_ms", "mean_ms", "fps", "verdict")
+              "detect_every", "xnnpack", "batch", "frames", "faces_per_frame", "p50_ms", "p99_ms", "mean_ms", "fps", "verdict",
+              "pipelined", "bound_ms", "efficiency", "vs_upstream")
 
 
 def render_csv(results: Sequence[dict]) -> str:

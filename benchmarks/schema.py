@@ -41,7 +41,11 @@ Schema ``headpose-bench`` version 1 (all latencies in milliseconds)::
           "stages": {"capture": stats, "detector_preprocess": stats, "detector": stats,
                      "decode": stats, "crop": stats, "pose": stats, "smoothing": stats, "draw": stats},
           "end_to_end": stats, "samples_ms": [..], "wall_s": float, "fps": float,
-          "verdict": {"fps": "PASS"|"FAIL"|"n/a", "p99": ..., "overall": ...}}],
+          "verdict": {"fps": "PASS"|"FAIL"|"n/a", "p99": ..., "overall": ...},
+          "pipelined": bool, "detector_threads": int, "pose_threads": int, "detected_frames": int,  # optional
+          "bound": {"ms_per_frame", "capture_ms", "detector_ms", "detector_model_ms", "detected_fraction",
+                    "pose_ms_per_face", "pose_batch", "faces_per_frame", "detector_threads", "pose_threads"},
+          "efficiency": float}],                       # optional: bound.ms_per_frame / (1000 / fps)
       "comparisons": [{"baseline": pipeline key, "candidate": pipeline key,
                        "speedup_p50": float, "speedup_mean": float, "fps_ratio": float}],
       "sustained": null | {"key": pipeline key, "duration_s", "window_s", "sensors": {...},
@@ -49,6 +53,7 @@ Schema ``headpose-bench`` version 1 (all latencies in milliseconds)::
                                         "cpu_mhz", "cpu_mhz_min", "throttled", "throttled_flags",
                                         "load1"}],
                            "summary": {...}},
+      "gil": {"sequential_ms", "threaded_ms", "overlap", "runs", "threads", "detector", "pose"},  # optional
       "notes": [str, ...]
     }
 
@@ -149,11 +154,26 @@ def validate(result: Any) -> List[str]:
         for k, v in (p.get("verdict") or {}).items():
             if v not in VERDICTS:
                 errors.append(f"{where}.verdict.{k}: expected one of {', '.join(VERDICTS)}, found {v!r}")
+        if "pipelined" in p and not isinstance(p["pipelined"], bool):
+            errors.append(f"{where}.pipelined: expected true or false, found {p['pipelined']!r}")
+        if "bound" in p:  # optional (results before the model-only bound have none)
+            b = p["bound"]
+            if not isinstance(b, dict) or not _number(b.get("ms_per_frame")) or b["ms_per_frame"] < 0:
+                errors.append(f"{where}.bound: expected an object with ms_per_frame >= 0 (the model-only bound), "
+                              f"found {b!r}")
+        if "efficiency" in p and (not _number(p["efficiency"]) or p["efficiency"] < 0):
+            errors.append(f"{where}.efficiency: expected a number >= 0 (bound / measured ms per frame), "
+                          f"found {p['efficiency']!r}")
+        if "efficiency" in p and "bound" not in p:
+            errors.append(f"{where}.efficiency: given without the bound it is computed from")
     keys = [p.get("key") for p in pipes if isinstance(p, dict)]
     for i, c in enumerate(result.get("comparisons", []) or []):
         for k in ("baseline", "candidate"):
             if c.get(k) not in keys:
                 errors.append(f"comparisons[{i}].{k}: {c.get(k)!r} is not the key of a pipeline in this file")
+    gil = result.get("gil")
+    if gil is not None and (not isinstance(gil, dict) or not _number(gil.get("overlap"))):
+        errors.append(f"gil: expected null or an object with a number 'overlap', found {gil!r}")
     if not lat and not pipes:
         errors.append("a result must hold at least one model_latency or pipelines entry")
     sus = result.get("sustained")

@@ -163,7 +163,13 @@ def add_parser(sub) -> None:
     p.add_argument("--jsonl", metavar="FILE", help="write one JSON record per frame")
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per face")
     p.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter CPU threads (default 1; 4 on a Pi 4/5)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="interpreter CPU threads (default: this machine's cores); with --pipelined split between "
+                        "the detector (half, rounded down) and the pose model (the rest)")
+    p.add_argument("--pipelined", action="store_true",
+                   help="overlap the stages: capture, detection and pose each on their own thread (frames still "
+                        "come out in order, same faces and angles); faster on 2+ cores; the JSONL/CSV time_ms "
+                        "is then the capture -> result latency")
     p.add_argument("--no-xnnpack", dest="xnnpack", action="store_false", help="run without the XNNPACK delegate")
     p.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="run the detector every N frames, carrying tracked boxes in between (default 1)")
@@ -218,6 +224,16 @@ def _first_minute_sinks(src) -> list:
     return []
 
 
+def _sequential(est, src):
+    """The sequential loop: ``(frame, faces, ms of the estimator call, stage timings)`` per frame."""
+    for fr in src:
+        if src.independent:  # unrelated images: no tracking or smoothing across them
+            est.reset()
+        t0 = time.perf_counter()
+        faces = est.estimate(fr.image, "BGR", fr.timestamp)
+        yield fr, faces, (time.perf_counter() - t0) * 1e3, est.last_timings
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline over ``args.source``; returns the exit code (130/143/129 after SIGINT/SIGTERM/SIGHUP).
 
@@ -231,9 +247,14 @@ def run(args: argparse.Namespace) -> int:
     from .sinks import STDOUT, CsvSink, JsonlSink, SinkError, VideoSink, WindowSink, check_outputs
     from .sources import open_source
 
-    options = EstimatorOptions(threads=args.threads, xnnpack=args.xnnpack, detect_every=args.detect_every,
+    from .pipelined import machine_cores, split_threads
+    threads = machine_cores() if getattr(args, "threads", None) is None else args.threads
+    pipelined = bool(getattr(args, "pipelined", False))
+    det_threads, pose_threads = split_threads(threads) if pipelined else (None, None)
+    options = EstimatorOptions(threads=threads, xnnpack=args.xnnpack, detect_every=args.detect_every,
                                smooth=args.smooth, max_faces=args.max_faces, score_threshold=args.score_threshold,
-                               use_opencv=args.use_opencv, draw=args.draw).validate()
+                               use_opencv=args.use_opencv, draw=args.draw, detector_threads=det_threads,
+                               pose_threads=pose_threads).validate()
     if args.serve:  # a bad --serve/--serve-fps/--serve-token fails before any model loads
         from .serve import check_options
         check_options(args.serve, args.serve_fps, args.serve_token)
@@ -247,8 +268,9 @@ def run(args: argparse.Namespace) -> int:
         det_dir = resolve_artifact(args.detector, "face_detection") if args.detector else d_det
         pose_dir = resolve_artifact(args.pose, "head_pose") if args.pose else d_pose
 
-    est = src = bar = None
+    est = src = bar = runner = None
     sinks = []
+    latencies: List[float] = []  # capture -> result, ms per frame
     live, stills = None, []  # --serve; the annotated images of a run without output flags
     frames = faces_total = 0
     stage_sum = {k: 0.0 for k in STAGES}
@@ -279,20 +301,24 @@ def run(args: argparse.Namespace) -> int:
                 bar = tqdm(total=total, unit="frame", desc=Path(str(args.source)).name, leave=False)
             except ImportError:
                 bar = None
-        log.info("detector %s, pose %s, source %s", est.detector.manifest.id, est.pose.manifest.id, src.description)
+        log.info("detector %s, pose %s, source %s, %s", est.detector.manifest.id, est.pose.manifest.id,
+                 src.description, f"pipelined, threads {det_threads} detector + {pose_threads} pose" if pipelined
+                 else f"sequential, {threads} thread(s)")
         t_start = time.perf_counter()
-        for fr in src:
+        if pipelined:
+            from .pipelined import PipelinedRunner
+            runner = PipelinedRunner(est, src, max_frames=args.max_frames)
+            results = ((r.frame, r.faces, r.latency_ms, r.timings) for r in runner)
+        else:
+            results = _sequential(est, src)
+        for fr, faces, ms, timings in results:
             if stop.requested:  # a signal while loading or reading: no frame after it
                 break
-            if src.independent:  # unrelated images: no tracking or smoothing across them
-                est.reset()
-            t0 = time.perf_counter()
-            faces = est.estimate(fr.image, "BGR", fr.timestamp)
-            ms = (time.perf_counter() - t0) * 1e3
             frames += 1
             faces_total += len(faces)
+            latencies.append(ms)
             for k in STAGES:
-                stage_sum[k] += est.last_timings.get(k, 0.0)
+                stage_sum[k] += timings.get(k, 0.0)
             image = est.annotate(fr.image, faces) if need_image or (live is not None and live.wants_image()) else None
             keep_going = True
             for s in sinks:
@@ -312,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - t_start
         if bar is not None:
             bar.close()
+        threads_stopped = runner.close() if runner is not None else True  # before the source closes under it
         close_errors, failing = [], sys.exc_info()[0] is not None
         for s in sinks:  # renames the finished files into place, also after a signal
             try:
@@ -320,12 +347,18 @@ def run(args: argparse.Namespace) -> int:
                 close_errors.append(str(e))
                 if failing:  # another error ends the run: say this one here
                     log.error("closing %s failed: %s", type(s).__name__, e)
-        if src is not None:
+        if src is not None and threads_stopped:
             src.close()
         if est is not None:
             est.close()
     fps = frames / wall if wall > 0 and frames else 0.0
     per = ", ".join(f"{k} {stage_sum[k] / frames:.1f}" for k in STAGES) if frames else "-"
+    if latencies:
+        import statistics
+        q = sorted(latencies)
+        p99 = q[min(len(q) - 1, int(round(0.99 * (len(q) - 1))))]
+        per += f"; latency capture->result p50 {statistics.median(q):.1f} p99 {p99:.1f} ms"
+    per += " (pipelined)" if pipelined else ""
     to_stdout = {STDOUT, "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"}
     summary = sys.stderr if to_stdout & {args.jsonl, args.csv} else sys.stdout  # stdout carries the records
     try:

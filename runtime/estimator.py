@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -66,6 +66,10 @@ class EstimatorOptions:
         within 1 grey level) - ``--no-opencv`` forces the NumPy path. The maths never needs OpenCV.
     draw : str
         How :meth:`HeadPoseEstimator.annotate` draws a pose: ``axis``, ``cube`` or ``none`` (``--draw``).
+    detector_threads, pose_threads : int or None
+        Interpreter threads of the detector / the pose model when they differ from ``threads``
+        (None = ``threads``); ``headpose run --pipelined`` splits ``--threads`` between them
+        (:func:`headpose.runtime.pipelined.split_threads`).
     """
 
     threads: int = 1
@@ -76,11 +80,17 @@ class EstimatorOptions:
     score_threshold: Optional[float] = None
     use_opencv: bool = True
     draw: str = "axis"
+    detector_threads: Optional[int] = None
+    pose_threads: Optional[int] = None
 
     def validate(self) -> "EstimatorOptions":
         """Raise :class:`InputError` for out-of-range values; returns self."""
         if int(self.threads) < 1:
             raise InputError(f"threads must be >= 1, found {self.threads}")
+        for name in ("detector_threads", "pose_threads"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise InputError(f"{name} must be >= 1 (or None = threads), found {v}")
         if int(self.detect_every) < 1:
             raise InputError(f"detect_every must be >= 1, found {self.detect_every}")
         if int(self.max_faces) < 0:
@@ -176,8 +186,9 @@ class HeadPoseEstimator:
                              f"found {type(options).__name__} {options!r}")
         o = (options or EstimatorOptions()).validate()
         det = detector if isinstance(detector, FaceDetector) else FaceDetector(
-            detector, o.threads, o.xnnpack, o.score_threshold, o.max_faces, o.use_opencv)
-        pse = pose if isinstance(pose, PoseEstimator) else PoseEstimator(pose, o.threads, o.xnnpack, o.use_opencv)
+            detector, o.detector_threads or o.threads, o.xnnpack, o.score_threshold, o.max_faces, o.use_opencv)
+        pse = pose if isinstance(pose, PoseEstimator) else PoseEstimator(pose, o.pose_threads or o.threads, o.xnnpack,
+                                                                         o.use_opencv)
         return cls(det, pse, o)
 
     # -- per frame ----------------------------------------------------------------------------
@@ -202,20 +213,64 @@ class HeadPoseEstimator:
         InputError
             A frame that is not an image, or an unknown colour order.
         """
+        frame, color = self.prepare(frame, color)
+        found = self.detect_stage(frame, color) if self.frame_index % self.options.detect_every == 0 else None
+        return self.track_and_pose(frame, color, found, timestamp)
+
+    # -- the two halves of estimate(), for the pipelined runner (runtime/pipelined.py) -----------------
+    def prepare(self, frame: np.ndarray, color: str = "BGR"):
+        """Check a frame and its colour order: ``(frame as (H, W, 3) uint8, "BGR" | "RGB")``.
+
+        Raises
+        ------
+        InputError
+            A frame that is not an image, or an unknown colour order.
+        """
         self._check_open()
         if not isinstance(color, str) or color.upper() not in ("BGR", "RGB"):
             raise InputError(f"color must be 'BGR' or 'RGB', found {color!r}")
-        color = color.upper()
-        frame = as_three_channels(frame)
+        return as_three_channels(frame), color.upper()
+
+    def detect_stage(self, frame: np.ndarray, color: str = "BGR") -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+        """The detector half of :meth:`estimate`: it touches no tracking state, so it may run on
+        another thread, frames ahead of :meth:`track_and_pose`.
+
+        Parameters
+        ----------
+        frame : ndarray, (H, W, 3) uint8 (from :meth:`prepare`)
+        color : ``"BGR"`` or ``"RGB"``
+
+        Returns
+        -------
+        dets : ndarray, (K, 5), float32: x1, y1, x2, y2, score in frame pixels
+        kps : ndarray, (K, 5, 2), float32
+        timings : dict, ms of ``detector_preprocess``, ``detector``, ``decode``
+        """
+        dets, kps = self.detector.detect(frame, color)
+        return dets, kps, dict(self.detector.last_timings)
+
+    def track_and_pose(self, frame: np.ndarray, color: str, found, timestamp: Optional[float] = None) -> List[Face]:
+        """The in-order half of :meth:`estimate`: tracking, batched pose, smoothing, Euler angles.
+
+        Parameters
+        ----------
+        frame : ndarray, (H, W, 3) uint8 (from :meth:`prepare`)
+        color : ``"BGR"`` or ``"RGB"``
+        found : ``(dets, kps, timings)`` of :meth:`detect_stage` for this frame, or None on a frame
+            whose boxes are carried (``frame_index % detect_every != 0``)
+        timestamp : float, optional, seconds (smoothing); ``time.monotonic()`` when omitted
+
+        Frames must come in stream order, one call each (the tracker and the filters are state).
+        """
         timings = {k: 0.0 for k in STAGES}
         if self._frame_shape is not None and frame.shape[:2] != self._frame_shape:
             log.info("frame size changed from %s to %s: tracks restart", self._frame_shape, frame.shape[:2])
             self._reset_tracks()
         self._frame_shape = frame.shape[:2]
 
-        if self.frame_index % self.options.detect_every == 0:
-            dets, kps = self.detector.detect(frame, color)
-            timings.update(self.detector.last_timings)
+        if found is not None:
+            dets, kps, det_timings = found
+            timings.update(det_timings)
             tracks = self.tracker.update(dets, kps)
             for tid in self.tracker.dropped:
                 self.smoothers.pop(tid, None)

@@ -101,3 +101,31 @@ def test_committed_results_render(tmp_path):
     devices = {r["device"]["name"] for r in results}
     if len(files) >= 2 and len(devices) == 1:
         assert diff_rows(prow)  # the same matrix measured twice on one device is diffed
+
+
+def test_report_shows_bound_efficiency_and_upstream_ratio():
+    from headpose.benchmarks.report import PIPE_HEADER, pipe_cells
+    base = {"key": "onnxruntime|m|fp32|t1|de1|-", "backend": "onnxruntime", "model": "m", "precision": "fp32",
+            "threads": 1, "detect_every": 1, "frames": 10, "end_to_end": {"p50": 40.0, "p99": 50.0}, "fps": 25.0,
+            "bound": {"ms_per_frame": 30.0}, "efficiency": 0.75}
+    ours = {"key": "litert|m|int8|t2|de1|xnn|pipe", "backend": "litert", "model": "m", "precision": "int8",
+            "threads": 2, "detect_every": 1, "frames": 10, "end_to_end": {"p50": 20.0, "p99": 30.0}, "fps": 70.0,
+            "pipelined": True, "bound": {"ms_per_frame": 16.0}, "efficiency": 1.12}
+    old = dict(ours, key="litert|m|int8|t1|de1|xnn", threads=1)
+    for k in ("pipelined", "bound", "efficiency"):
+        old.pop(k)
+    r = {"schema": "headpose-bench", "schema_version": 1, "run_id": "x", "device": {"name": "d", "os": "o", "arch": "a"},
+         "model_latency": [], "pipelines": [base, ours, old],
+         "comparisons": [{"baseline": base["key"], "candidate": ours["key"], "fps_ratio": 2.8}]}
+    rows = {x["key"]: x for x in pipeline_rows([r])}
+    assert (rows[ours["key"]]["bound_ms"], rows[ours["key"]]["efficiency"], rows[ours["key"]]["vs_upstream"]) == \
+        (16.0, 1.12, 2.8)
+    assert (rows[old["key"]]["bound_ms"], rows[old["key"]]["efficiency"], rows[old["key"]]["pipelined"]) == \
+        (None, None, False)
+    cells = dict(zip(PIPE_HEADER, pipe_cells(rows[ours["key"]])))
+    assert (cells["bound ms"], cells["efficiency"], cells["x upstream"], cells["pipelined"]) == (16.0, 1.12, 2.8, True)
+    md = render_markdown([r])
+    assert "| d | litert | m | int8 | 2 | 1 | on | 20.0 | 30.0 | 70.0 |" in md and "| 16.0 | 1.12 | 2.80 |" in md
+    assert "| d | litert | m | int8 | 1 | 1 | off |" in md and "efficiency = bound / measured ms per frame" in md
+    header = next(csv.reader(io.StringIO(render_csv([r]))))
+    assert {"pipelined", "bound_ms", "efficiency", "vs_upstream"} <= set(header)

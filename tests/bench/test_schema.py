@@ -91,3 +91,23 @@ def test_schema_document_matches_the_code():
         assert f"`{field}`" in doc or f"device.{field}" in doc, field
     sample = json.loads(doc.split("```json", 1)[1].split("```", 1)[0])
     assert validate(sample) == []
+
+
+def test_bound_and_efficiency_fields():
+    r = copy.deepcopy(DEVICE_ONLY)
+    pipe = {"key": "litert|m|int8|t2|de1|xnn|pipe", "backend": "litert", "model": "m", "precision": "int8",
+            "threads": 2, "detect_every": 1, "frames": 10, "end_to_end": {"p50": 30.0, "p99": 45.0}, "fps": 70.0,
+            "pipelined": True, "bound": {"ms_per_frame": 16.0}, "efficiency": 1.12}
+    r["pipelines"] = [pipe]
+    r["gil"] = {"sequential_ms": 200.0, "threaded_ms": 110.0, "overlap": 1.82}
+    assert validate(r) == []
+    for drop in (("efficiency",), ("pipelined",), ("bound", "efficiency", "pipelined")):  # optional: results
+        assert validate({**r, "pipelines": [{x: v for x, v in pipe.items() if x not in drop}]}) == []  # before them
+    bad = [dict(pipe, bound={"ms": 1}), dict(pipe, efficiency=-1), dict(pipe, pipelined="yes"),
+           {x: v for x, v in pipe.items() if x != "bound"}]
+    msgs = ["bound: expected an object with ms_per_frame", "efficiency: expected a number >= 0",
+            "pipelined: expected true or false", "efficiency: given without the bound"]
+    for p, msg in zip(bad, msgs):
+        errors = validate({**r, "pipelines": [p]})
+        assert any(msg in e for e in errors), (msg, errors)
+    assert any("gil: expected" in e for e in validate({**r, "gil": {"overlap": "x"}}))
