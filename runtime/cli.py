@@ -33,6 +33,21 @@ def _export_dirs() -> List[Path]:
     return out
 
 
+def _fast_dirs() -> List[Path]:
+    """Where the fast defaults are looked for: the export folders (:func:`_export_dirs`), the int8
+    artifacts the project ships (``weights/int8/``), then the bench cache ``weights/cache/bench/*/`` of
+    the same weights folders (newest first)."""
+    out = list(_export_dirs())
+    roots = [d.parent for d in out]
+    out += [w / "int8" for w in roots if (w / "int8").is_dir()]
+    for w in roots:
+        cache = w / "cache" / "bench"
+        if cache.is_dir():
+            out += sorted((t for t in cache.iterdir() if t.is_dir() and t.name != "seeded"),
+                          key=lambda t: t.stat().st_mtime, reverse=True)
+    return out
+
+
 def default_source() -> str:
     """The source of ``headpose run`` without ``--source``: the camera when one is present, else the
     sample photo (29 real faces) that ``./install.sh`` unpacks into ``weights/cache/``.
@@ -57,9 +72,12 @@ def default_source() -> str:
 def default_artifacts() -> Tuple[Path, Path]:
     """The detector and pose artifact directories ``headpose run`` uses without ``--detector/--pose``.
 
-    Looks for the registry's defaults (``scrfd_2.5g-640-tflite-fp32``, ``mobilenetv3_small-224-tflite-fp32``) in
-    ``$HEADPOSE_WEIGHTS_DIR/exports`` only when that is set, else in ``./weights/exports`` and then the
-    checkout's ``weights/exports`` (see :func:`_export_dirs`).
+    Per model, the fastest of the registry's ``FAST_DETECTORS`` / ``FAST_POSES`` present in
+    :func:`_fast_dirs` whose gates passed (:func:`~headpose.runtime.resolve.fast_default`: e.g.
+    SCRFD-500M int8 and the shipped student's int8 artifact, built by ``headpose convert`` or
+    ``headpose bench`` on this install); else the fresh-machine defaults (``scrfd_2.5g-640-tflite-fp32``,
+    ``mobilenetv3_small-224-tflite-fp32``) in ``$HEADPOSE_WEIGHTS_DIR/exports`` only when that is set,
+    else in ``./weights/exports`` and then the checkout's ``weights/exports`` (see :func:`_export_dirs`).
 
     Returns
     -------
@@ -83,7 +101,10 @@ def default_artifacts() -> Tuple[Path, Path]:
                 return d / name
         return None
 
-    det, pose = find(det_id), find(pose_id)
+    from .resolve import fast_default
+    fast = _fast_dirs()
+    det = fast_default("face_detection", fast, root=PROJECT_ROOT) or find(det_id)
+    pose = fast_default("head_pose", fast, root=PROJECT_ROOT) or find(pose_id)
     if det and pose:
         return det, pose
     commands = []

@@ -3,6 +3,11 @@
 Every fact comes from the artifact's ``manifest.json``: the input size, layout, colour order and
 normalisation; which output tensor (by name) is the score, box or keypoint map of which stride;
 the strides, anchors per cell and thresholds. Decoding is :func:`~headpose.runtime.scrfd.decode_scrfd`.
+
+:meth:`FaceDetector.detect` letterboxes the uint8 frame straight into the interpreter's input buffer
+(:class:`~headpose.runtime.preprocess.InputWriter`: one uint8 resize, one pixel table into float32 or,
+for an int8-input artifact, into the quantised int8 values); :meth:`FaceDetector.preprocess` +
+:meth:`FaceDetector.raw` is the same computation through a float32 array (identical values).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from .errors import ManifestError
 from .interpreter import TFLiteModel
 from .manifest import SCRFD_ROLES, Manifest, load_manifest
-from .preprocess import as_three_channels, letterbox, normalise, to_color
+from .preprocess import InputWriter, as_three_channels, letterbox, normalise, to_color
 from .scrfd import decode_scrfd, outputs_by_role
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,11 @@ class FaceDetector:
         self.roles: Dict[str, Tuple[str, int]] = {o.name: (o.role, int(o.stride)) for o in m.outputs
                                                   if o.role in SCRFD_ROLES and o.stride is not None}
         self.model = TFLiteModel(m, num_threads, xnnpack)
+        inp = m.input
+        # the hot path writes NHWC pixels into the input buffer; an NCHW artifact takes the float path
+        self._writer = (InputWriter(inp.mean, inp.std, inp.color, self.model.input_dtype,
+                                    self.model.input_quantization, self.use_opencv)
+                        if inp.layout == "NHWC" else None)
         self.last_timings = {"detector_preprocess": 0.0, "detector": 0.0, "decode": 0.0}
 
     def preprocess(self, frame: np.ndarray, color: str = "BGR") -> Tuple[np.ndarray, float]:
@@ -73,6 +83,15 @@ class FaceDetector:
         x = normalise(to_color(canvas, color, inp.color), inp.mean, inp.std)
         x = x[None] if inp.layout == "NHWC" else x.transpose(2, 0, 1)[None]
         return np.ascontiguousarray(x), scale
+
+    def _fill(self, frame: np.ndarray, color: str) -> float:
+        """Letterbox ``frame`` into the interpreter's input buffer; the letterbox scale."""
+        box = [0.0]
+
+        def write(buf: np.ndarray) -> None:
+            box[0] = self._writer.letterbox(frame, buf[0], color, buffer_id=id(self.model.interpreter))
+        self.model.fill(write)
+        return box[0]
 
     def raw(self, x: np.ndarray) -> Dict[Tuple[str, int], np.ndarray]:
         """Run the interpreter; ``(role, stride) -> float32 array``."""
@@ -98,9 +117,14 @@ class FaceDetector:
         """
         frame = as_three_channels(frame)
         t0 = time.perf_counter()
-        x, scale = self.preprocess(frame, color)
-        t1 = time.perf_counter()
-        out = self.raw(x)
+        if self._writer is None:
+            x, scale = self.preprocess(frame, color)
+            t1 = time.perf_counter()
+            out = self.raw(x)
+        else:
+            scale = self._fill(frame, color)
+            t1 = time.perf_counter()
+            out = outputs_by_role(self.model.invoke(), self.roles)
         t2 = time.perf_counter()
         dets, kps = self.decode(out, scale)
         t3 = time.perf_counter()

@@ -14,7 +14,8 @@ beside this module (package data; tests keep the two and the Java/Swift readers 
       "file": "model.tflite", "file_sha256": "...", "file_bytes": 123,
       "input": {"name", "shape", "layout": "NHWC" | "NCHW", "dtype", "color": "RGB" | "BGR",
                 "mean": [3 floats, pixel units 0..255], "std": [3 floats],
-                "quantization": null | {"scale": float, "zero_point": int}},
+                "quantization": null | {"scale": float, "zero_point": int},
+                "normalisation": "caller" | "input_quantisation"},   # optional, see below
       "outputs": [{"name", "shape", "dtype", "role", "stride": int | null, "quantization": ...}],
                  # roles: pose "ortho6d"; SCRFD "score" [1,N,1], "bbox" [1,N,4], "kps" [1,N,10]
       "decode": {...},            # registry decode facts (ortho6d + crop, or scrfd strides/anchors/thresholds)
@@ -24,6 +25,20 @@ beside this module (package data; tests keep the two and the Java/Swift readers 
       "parity": {...},            # figures of the conversion's parity gate
       "created_utc": "..."
     }
+
+Where the input normalisation happens (``input.normalisation``; absent means ``caller``):
+
+* ``caller``: the input tensor (float32) takes ``(pixel - mean[c]) / std[c]``, channels in ``color``
+  order. Every artifact before int8 inputs, and every float artifact.
+* ``input_quantisation``: the input tensor is integer (``dtype`` int8; ``quantization`` gives its scale
+  and zero point) and takes ``clip(round_half_even(((pixel - mean[c]) / std[c]) / scale) + zero_point)``,
+  the very integers the float-input model's first QUANTIZE op computed: the normalisation lives in
+  the input quantisation, exactly. The Python runtime writes them with one 256-entry table per
+  channel (``runtime.preprocess.pixel_lut``); a runtime that normalises to float and quantises with
+  that formula (the Java core's ``Quant.quantize``) feeds the same integers. Letterbox padding is
+  pixel 0 before normalisation, as for float inputs. ``headpose convert --precision int8`` writes
+  such artifacts (float32 outputs), recording ``quantization.io_dtype`` and the XNNPACK partition
+  count (``parity.xnnpack_partitions``).
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ TASKS = ("head_pose", "face_detection")
 FORMATS = FORMAT_NAMES  # runtime/formats.py, the one table
 LAYOUTS = ("NHWC", "NCHW")
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64")
+NORMALISATIONS = ("caller", "input_quantisation")  # input.normalisation (absent = caller)
 DECODE_KINDS = {"face_detection": "scrfd", "head_pose": "ortho6d"}  # task -> the decode kind it must carry
 SCRFD_KEYS = ("strides", "anchors_per_cell", "score_threshold", "nms_threshold")
 SCRFD_ROLES = ("score", "bbox", "kps")
@@ -72,6 +88,9 @@ class TensorSpec:
         ``{"scale": float, "zero_point": int}`` when the tensor itself is quantised.
     layout, color, mean, std
         Input only: ``NHWC``/``NCHW``, ``RGB``/``BGR``, normalisation in pixel units (0..255).
+    normalisation : str or None
+        Input only: ``caller`` (None: float32 normalised pixels) or ``input_quantisation`` (the
+        quantised normalised pixels; see the module docstring).
     """
 
     name: str
@@ -84,6 +103,7 @@ class TensorSpec:
     color: Optional[str] = None
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
+    normalisation: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("stride", "quantization")}
@@ -321,6 +341,12 @@ def _check_tensor(t: Any, where: str, name: str, is_input: bool) -> None:
             v = t.get(key)
             if not (isinstance(v, list) and len(v) == 3 and all(_is_number(x) and (low is None or x > low) for x in v)):
                 raise _bad(where, f"{name}.{key}", "a list of 3 finite numbers" + (" > 0" if low is not None else ""), v)
+        norm = t.get("normalisation")
+        if norm is not None and norm not in NORMALISATIONS:
+            raise _bad(where, f"{name}.normalisation", f"absent or one of {', '.join(NORMALISATIONS)}", norm)
+        if norm == "input_quantisation" and (t.get("dtype") not in ("int8", "uint8", "int16") or q is None):
+            raise _bad(where, f"{name}", "an integer tensor (dtype int8/uint8/int16) with its quantization when "
+                       "normalisation is input_quantisation", {k: t.get(k) for k in ("dtype", "quantization")})
 
 
 def _check_fields(d: Dict[str, Any], where: str) -> None:

@@ -2,6 +2,11 @@
 
 The crop (box expansion margin), input size, colour order and normalisation come from the
 artifact's ``manifest.json``; the output is found by its role ``ortho6d``.
+
+:meth:`PoseEstimator.estimate` cuts and resizes every face (uint8) and maps it with one pixel table
+straight into the interpreter's input buffer of that face count
+(:class:`~headpose.runtime.preprocess.InputWriter`, :meth:`~headpose.runtime.interpreter.TFLiteModel.fill`);
+:meth:`PoseEstimator.crop` + :meth:`PoseEstimator.infer` is the same computation through a float32 batch.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from .errors import ManifestError
+from .errors import HeadposeError, ManifestError
 from .interpreter import TFLiteModel
 from .manifest import Manifest, load_manifest
-from .preprocess import as_three_channels, crop_faces
+from .preprocess import InputWriter, as_three_channels, crop_boxes, crop_faces
 from .rotation import euler_from_rotation, rotation_from_6d
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,8 @@ class PoseEstimator:
         self.output_name = m.output("ortho6d").name
         self.use_opencv = bool(use_opencv)
         self.model = TFLiteModel(m, num_threads, xnnpack)
+        self._writer = InputWriter(m.input.mean, m.input.std, m.input.color, self.model.input_dtype,
+                                   self.model.input_quantization, self.use_opencv)
         self._batched = True
         self.last_timings = {"crop": 0.0, "pose": 0.0}
 
@@ -87,6 +94,24 @@ class PoseEstimator:
         return np.concatenate([self.model(batch[i:i + 1])[self.output_name].reshape(1, 6)
                                for i in range(batch.shape[0])])
 
+    def _run_batch(self, regions, frame: np.ndarray, boxes: np.ndarray, color: str):
+        """Crops written into the input buffer of ``len(regions)`` faces, then ONE call: ((n, 6), crop end time).
+
+        One face at a time (through :meth:`infer`) if the model cannot run a batch of that size."""
+        n = len(regions)
+        try:
+            self.model.fill(lambda buf: self._writer.crops(frame, regions, buf, color), batch=n)
+            t1 = time.perf_counter()
+            return self.model.invoke()[self.output_name].reshape(n, 6), t1
+        except (RuntimeError, ValueError, HeadposeError) as e:
+            if n == 1:
+                raise
+            log.warning("pose artifact '%s' cannot run a batch of %d (%s); running faces one by one",
+                        self.manifest.id, n, e)
+            self._batched = False
+            batch = self.crop(frame, boxes, color)[0]
+            return self.infer(batch), time.perf_counter()
+
     def estimate(self, frame: np.ndarray, boxes: np.ndarray, color: str = "BGR"
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pose of every box of one frame.
@@ -105,9 +130,13 @@ class PoseEstimator:
         frame = as_three_channels(frame)
         boxes = np.asarray(boxes, np.float32).reshape(-1, np.shape(boxes)[-1] if np.size(boxes) else 4)
         t0 = time.perf_counter()
-        batch, kept = self.crop(frame, boxes, color)
-        t1 = time.perf_counter()
-        v6 = self.infer(batch)
+        regions, kept = crop_boxes(frame.shape[:2], boxes, self.margin)
+        if self._batched and regions:
+            v6, t1 = self._run_batch(regions, frame, boxes, color)
+        else:
+            batch, kept = self.crop(frame, boxes, color)
+            t1 = time.perf_counter()
+            v6 = self.infer(batch)
         r = rotation_from_6d(v6).reshape(-1, 3, 3)
         eul = euler_from_rotation(r).reshape(-1, 3)
         t2 = time.perf_counter()

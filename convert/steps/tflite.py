@@ -211,3 +211,97 @@ def quantize(saved_model: Union[str, Path], precision: str, dst: Union[str, Path
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"the TFLite converter failed for {precision} ({first})") from None
     return write_atomic(dst, data)
+
+
+def int8_input(model_file: Union[str, Path], log_path: Optional[Union[str, Path]] = None) -> Optional[dict]:
+    """Give a full-integer model an int8 input tensor: its input QUANTIZE op is removed, so the model
+    takes the quantised pixels ``q = clip(round((p - mean) / std / scale) + zero_point)`` that the
+    runtime writes with one 256-entry table per channel (``runtime.preprocess.pixel_lut``); the
+    output stays float32. The same rewrite as ``TFLiteConverter.inference_input_type = tf.int8``
+    (``tensorflow.lite.python.util.modify_model_io_type``), applied after the int8 gate chose the
+    model, so that the gate and its remedies run unchanged.
+
+    The file is rewritten in place only when the result loads in LiteRT with an int8 input and
+    runs in no more XNNPACK partitions than before.
+
+    Returns
+    -------
+    dict or None
+        ``{"scale", "zero_point", "xnnpack_partitions"}`` of the new input; None when the model keeps
+        its float32 input (its input is not quantised by a QUANTIZE op, e.g. a float first layer of
+        an int8-gate remedy, or int16 activations), logged.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import util as tfl_util
+    from ...runtime.interpreter import make_interpreter, xnnpack_partitions
+    model_file = Path(model_file)
+    data = model_file.read_bytes()
+    try:
+        with redirect_fds(log_path or os.devnull):
+            new = bytes(tfl_util.modify_model_io_type(data, tf.int8, tf.float32))
+    except (ValueError, RuntimeError) as e:
+        log.info("int8 input: %s keeps its float32 input (%s)", model_file.name, str(e).strip().splitlines()[0])
+        return None
+    it = make_interpreter(new)
+    inp = it.get_input_details()
+    if len(inp) != 1 or np.dtype(inp[0]["dtype"]) != np.int8:
+        log.info("int8 input: rewriting %s gave input %s; keeping its float32 input", model_file.name,
+                 [np.dtype(d["dtype"]).name for d in inp])
+        return None
+    before, after = xnnpack_partitions(data), xnnpack_partitions(it)
+    if after > before:
+        log.warning("int8 input: the rewritten %s runs in %d XNNPACK partitions (float input: %d); keeping "
+                    "its float32 input", model_file.name, after, before)
+        return None
+    scale, zero = inp[0]["quantization"]
+    write_atomic(model_file, new)
+    return {"scale": float(scale), "zero_point": int(zero), "xnnpack_partitions": int(after)}
+
+
+def int8_input_step(model_file: Union[str, Path], inputs: np.ndarray, work: Union[str, Path],
+                    samples: int = 8) -> Optional[dict]:
+    """:func:`int8_input` on a converted int8 ``model_file``, proven against the float-input model it replaces.
+
+    The float-input file is kept aside; both run (LiteRT + XNNPACK) on ``samples`` real model inputs
+    ``inputs`` (normalised float32 NHWC): the float-input one on the floats, the int8-input one on
+    their quantisation by :func:`~headpose.runtime.interpreter.quantize_input` (the formula of the
+    runtime's pixel tables). Every output must be equal, bit for bit; otherwise the float-input model
+    is put back (logged) and None returned.
+
+    Returns
+    -------
+    dict or None
+        :func:`int8_input`'s ``{"scale", "zero_point", "xnnpack_partitions"}`` plus
+        ``vs_float_input_max_abs`` (0.0) and ``samples``; None when the model keeps its float input.
+    """
+    import shutil
+    from ...runtime.interpreter import make_interpreter, quantize_input
+    model_file, work = Path(model_file), Path(work)
+    keep = work / "model_float_input.tflite"
+    shutil.copyfile(model_file, keep)
+    info = int8_input(model_file, work / "int8_input.log")
+    if info is None:
+        return None
+    flt, q = make_interpreter(keep), make_interpreter(model_file)
+    fi, qi = flt.get_input_details()[0], q.get_input_details()[0]
+    f_out = {d["name"]: d["index"] for d in flt.get_output_details()}
+    q_out = {d["name"]: d["index"] for d in q.get_output_details()}
+    x = np.asarray(inputs[:samples], np.float32)
+    worst = 0.0
+    if set(f_out) != set(q_out):
+        worst = float("inf")
+    else:
+        for i in range(len(x)):
+            flt.set_tensor(fi["index"], x[i:i + 1])
+            q.set_tensor(qi["index"], quantize_input(x[i:i + 1], info["scale"], info["zero_point"], np.int8))
+            flt.invoke()
+            q.invoke()
+            for name in f_out:
+                d = np.abs(flt.get_tensor(f_out[name]).astype(np.float64) - q.get_tensor(q_out[name])).max()
+                worst = max(worst, float(d))
+    if worst != 0.0:
+        log.warning("int8 input: the int8-input model differs from the float-input one by %g on real inputs; "
+                    "keeping the float32 input", worst)
+        shutil.copyfile(keep, model_file)
+        return None
+    return {**info, "vs_float_input_max_abs": worst, "samples": int(len(x))}

@@ -244,13 +244,13 @@ def write_golden(out: Path) -> Dict[str, Any]:
                     "fsa_ypr": put(ypr.reshape(-1, 3), "seq_fsa_ypr"),
                     "rotations": put(np.asarray(rots, np.float64).reshape(-1, 9), "seq_rotations"),
                     "smoothed": put(np.asarray(smoothed, np.float64).reshape(-1, 9), "seq_smoothed")})
-    # int8/uint8 (de)quantisation as runtime/interpreter.py does it, on a real detector input; the
-    # scale/zero-point pairs are illustrative (the formula is what is compared)
+    # int8/uint8 (de)quantisation as runtime/interpreter.py does it (quantize_input), on a real detector
+    # input; the scale/zero-point pairs are illustrative (the formula is what is compared)
+    from headpose.runtime.interpreter import quantize_input
     x = _read_first_det_input(out, frames[0])
     quant = []
     for dtype, scale, zero in (("int8", 0.0078125, -1), ("uint8", 0.0079, 128)):
-        info = np.iinfo(dtype)
-        q = np.clip(np.round(x / scale + zero), info.min, info.max)
+        q = quantize_input(x, scale, zero, np.dtype(dtype))
         deq = (q.astype(dtype).astype(np.float32) - zero) * scale
         quant.append({"dtype": dtype, "scale": scale, "zero_point": zero, "x": frames[0]["det_input"],
                       "q": put(q.astype(np.int32), f"quant_{dtype}"), "deq": put(deq.astype(np.float32), "deq")})

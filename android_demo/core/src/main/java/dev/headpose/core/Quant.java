@@ -1,8 +1,9 @@
 package dev.headpose.core;
 
 /**
- * Affine (de)quantisation of int8/uint8 tensors, as {@code headpose.runtime.interpreter}:
- * {@code q = clip(round_half_even(x / scale + zero_point))}, {@code x = (q - zero_point) * scale}.
+ * Affine (de)quantisation of int8/uint8 tensors, as {@code headpose.runtime.interpreter.quantize_input}:
+ * {@code q = clip(round_half_even(x * (1 / scale)) + zero_point)} in float32 (XNNPACK's QUANTIZE, so an
+ * int8-input artifact gets the integers its float-input model computed), {@code x = (q - zero_point) * scale}.
  */
 public final class Quant {
     private Quant() {
@@ -17,11 +18,12 @@ public final class Quant {
                                 byte[] out, int outOffset) {
         int lo = signed ? -128 : 0;
         int hi = signed ? 127 : 255;
-        float fs = (float) scale;
+        float inv = 1.0f / (float) scale;
+        float vmin = lo - zeroPoint;
+        float vmax = hi - zeroPoint;
         for (int k = 0; k < n; k++) {
-            double q = Math.rint(x[offset + k] / fs + zeroPoint);
-            int v = (int) Math.max(lo, Math.min(hi, q));
-            out[outOffset + k] = (byte) v;
+            float v = Math.max(vmin, Math.min(vmax, x[offset + k] * inv));
+            out[outOffset + k] = (byte) ((int) Math.rint(v) + zeroPoint);
         }
     }
 
