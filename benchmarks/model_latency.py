@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from ..runtime.errors import InputError
 from ..runtime.manifest import Manifest, load_manifest
 from ..runtime.preprocess import letterbox, normalise, resize_bilinear, to_color
+from ..runtime.sources import open_source
 from .stats import summarize, time_calls
 
 log = logging.getLogger(__name__)
@@ -181,21 +181,14 @@ def measure(runner: ModelRunner, warmup: int = 5, runs: int = 50, seconds: Optio
 
 
 def first_frame(video) -> Optional[np.ndarray]:
-    """The first frame of a video or image (BGR uint8), or None when no path is given."""
+    """The first frame of a video or image (BGR uint8, read by the runtime's sources), or None when no path is given."""
     if video is None:
         return None
-    import cv2
-    p = Path(video)
-    if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    else:
-        cap = cv2.VideoCapture(str(p))
-        ok, img = cap.read()
-        cap.release()
-        img = img if ok else None
-    if img is None:
+    with open_source(str(video)) as src:
+        frame = next(iter(src), None)
+    if frame is None:
         raise InputError(f"no frame could be read from '{video}': expected a video or image OpenCV can decode")
-    return img
+    return frame.image
 
 
 def sweep(artifacts: List, threads: List[int], xnnpack: List[bool], frame: Optional[np.ndarray] = None,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -29,7 +28,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..convert.staging import publish, stage_folder, sweep
 from ..runtime.errors import InputError
+from ..runtime.manifest import write_atomic
 from ..runtime.preprocess import crop_faces, expand_box
 from ..runtime.registry import POSE_CROP
 
@@ -222,18 +223,19 @@ def build_cropset(sources: Sequence[str], detector, teacher, size: int = 224, mi
 
 
 def save_cropset(cs: CropSet, folder: Union[str, Path]) -> Path:
-    """Write a crop set to ``folder`` (atomically: a temporary folder renamed into place)."""
+    """Write a crop set to ``folder`` (atomically: the converter's staged folder, published by rename)."""
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name in ARRAYS:
-        np.save(tmp / f"{name}.npy", getattr(cs, name))
-    (tmp / "meta.json").write_text(json.dumps(cs.meta, indent=1))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    sweep(folder.parent)  # staged folders left by a killed run
+    tmp = stage_folder(folder.parent, folder.name)
+    try:
+        for name in ARRAYS:
+            np.save(tmp / f"{name}.npy", getattr(cs, name))
+        write_atomic(tmp / "meta.json", json.dumps(cs.meta, indent=1))
+        publish(tmp, folder, force=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return folder
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -30,7 +29,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from ..runtime.errors import CheckpointError, InputError
-from ..runtime.manifest import write_json_atomic, sha256_file
+from ..runtime.manifest import sha256_file, write_atomic, write_json_atomic
 from ..runtime.registry import get_spec
 from .cropset import CropSet, render
 from .labels import flip_labels, rotate_labels, summarise
@@ -121,9 +120,7 @@ def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 def _save_atomic(obj, path: Path) -> None:
     import torch
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 @dataclass

@@ -8,10 +8,10 @@ may be read-only) and :class:`FaceTableSink` writes a small table of the faces t
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
+from .manifest import write_atomic
 from .sinks import Sink, SinkError
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,15 @@ class AnnotatedImagesSink(Sink):
         self.folder.mkdir(exist_ok=True)
         i = int(index)
         target = self.folder / (self.names[i] if i < len(self.names) else f"frame_{i:06d}.jpg")
-        tmp = target.with_name(f".{target.name}.partial{target.suffix}")
-        if not self.cv2.imwrite(str(tmp), image):
+        ok, encoded = self.cv2.imencode(target.suffix, image)
+        if not ok:
             raise SinkError(f"cannot write annotated image '{target}': OpenCV has no encoder for "
-                            f"'{target.suffix}' or the folder is not writable")
-        os.replace(tmp, target)
+                            f"'{target.suffix}'")
+        try:
+            write_atomic(target, encoded.tobytes())
+        except OSError as e:
+            raise SinkError(f"cannot write annotated image '{target}': {e.strerror or e}; check that the "
+                            f"folder is writable and the disk has space") from None
         self.written.append(target)
         return True
 

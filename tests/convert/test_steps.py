@@ -140,7 +140,7 @@ def test_match_faces():
 
 
 def test_upstream_onnx_of_another_backbone_is_refused(seeded_ckpt, tmp_path):
-    from headpose.convert.pipeline import _check_pose_onnx_architecture
+    from headpose.convert.families import check_pose_onnx_architecture as _check_pose_onnx_architecture
     from headpose.runtime.errors import CheckpointError
     src = export_upstream(load_pose_model("mobilenetv2", seeded_ckpt("mobilenetv2")), tmp_path / "m.onnx")
     _check_pose_onnx_architecture("mobilenetv2", src)  # fits
