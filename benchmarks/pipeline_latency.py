@@ -39,6 +39,7 @@ from ..runtime.manifest import load_manifest
 from ..runtime.preprocess import expand_box
 from ..runtime.rotation import euler_from_rotation, rotation_from_6d
 from ..runtime.scrfd import decode_scrfd
+from ..runtime.sources import open_source
 from .stats import BUDGETS, fps, summarize, verdict
 
 log = logging.getLogger(__name__)
@@ -255,32 +256,37 @@ def build_pipeline(spec: PipelineSpec):
 
 
 class VideoFrames:
-    """Frames of a video in order, read (and timed) on demand; ``loop=True`` restarts at the end."""
+    """Frames of a video in order, read (and timed) on demand; ``loop=True`` restarts at the end.
+
+    A thin pull-style wrapper over the runtime's own reader (:func:`~headpose.runtime.sources.open_source`),
+    so the benchmark decodes frames exactly as ``headpose run`` does.
+    """
 
     def __init__(self, video, limit: Optional[int] = None, loop: bool = False):
-        import cv2
-        self.cv2, self.video, self.limit, self.loop = cv2, str(video), limit, loop
-        self.cap = cv2.VideoCapture(self.video)
-        if not self.cap.isOpened():
-            raise InputError(f"video '{video}' could not be opened: expected a video file OpenCV can decode")
+        self.video, self.limit, self.loop = video, limit, loop
+        self._open()
         self.count = 0
+
+    def _open(self) -> None:
+        self.source = open_source(str(self.video))
+        self._frames = iter(self.source)
 
     def read(self) -> Optional[np.ndarray]:
         """The next frame (BGR uint8) or None at the end / the limit."""
         if self.limit is not None and self.count >= self.limit:
             return None
-        ok, frame = self.cap.read()
-        if not ok and self.loop and self.count > 0:
-            self.cap.release()
-            self.cap = self.cv2.VideoCapture(self.video)
-            ok, frame = self.cap.read()
-        if not ok:
+        frame = next(self._frames, None)
+        if frame is None and self.loop and self.count > 0:
+            self.source.close()
+            self._open()
+            frame = next(self._frames, None)
+        if frame is None:
             return None
         self.count += 1
-        return frame
+        return frame.image
 
     def close(self) -> None:
-        self.cap.release()
+        self.source.close()
 
 
 def measure_pipeline(spec: PipelineSpec, video, frames: Optional[int] = 100, warmup: int = 3,

@@ -18,14 +18,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from ..runtime.manifest import umask_mode
+from ..runtime.manifest import write_atomic
 from .schema import load_result
 
 log = logging.getLogger(__name__)
@@ -347,31 +345,13 @@ def _boxplot(ax, data: List[List[float]], labels: List[str]) -> None:
 
 
 def _save(fig, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, umask_mode(0o666))  # mkstemp creates 0600; results are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Save a figure as PNG with the one atomic write (:func:`~headpose.runtime.manifest.write_atomic`)."""
+    return write_atomic(path, lambda f: fig.savefig(f, format="png"))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write text under a temporary name next to ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, umask_mode(0o666))  # mkstemp creates 0600; reports are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text)
 
 
 def build_report(paths: Sequence, out_dir, threshold_pct: float = DEFAULT_THRESHOLD_PCT, plots: bool = True
