@@ -125,6 +125,10 @@ def device_under_load(result: dict) -> Optional[str]:
     load = result.get("load") or {}
     if load.get("verdict") == "loaded":
         return load.get("note") or "flagged as taken under load by headpose bench"
+    if load.get("verdict") == "idle":
+        # measured by headpose bench itself: the load at the start and the CPU time of OTHER processes
+        # during the run; the load average at the end also counts the benchmark's own threads
+        return None
     cores = (result.get("device") or {}).get("cores") or 1
     worst = max([v[0] for v in (load.get("loadavg_start"), load.get("loadavg_end")) if v] or [0.0])
     if worst > LOAD_PER_CORE_MAX * cores + 0.5:
