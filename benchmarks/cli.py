@@ -236,10 +236,11 @@ def run_bench(args: argparse.Namespace) -> int:
         for m in poses:
             model_jobs += [pose_art[(m, p)] for p in precisions if (m, p) in pose_art] + [pose_onnx[m]]
     model_xnn = list(dict.fromkeys(xnn + ([False] if args.model_xnnpack_off else [])))
+    model_threads = _model_threads(threads, args.pipelined_modes)
     n_model = 0
     for d in model_jobs:
         mm = load_manifest(d)
-        n_model += (len(threads) * (len(model_xnn) if mm.format == "tflite" else 1)
+        n_model += (len(model_threads) * (len(model_xnn) if mm.format == "tflite" else 1)
                     * (len(batches) if mm.task == "head_pose" else 1))
     if args.torch:
         n_model += len(poses) * len(threads)
@@ -266,7 +267,7 @@ def run_bench(args: argparse.Namespace) -> int:
     keep = not args.no_samples
     for d in model_jobs:
         m = load_manifest(d)
-        for t in threads:
+        for t in model_threads:
             for x in (model_xnn if m.format == "tflite" else [None]):
                 for b in (batches if m.task == "head_pose" else [1]):
                     bar.set_postfix_str(f"{m.id} t{t} b{b}" + ("" if x is None else (" xnn" if x else " noxnn")))
@@ -351,6 +352,14 @@ def run_bench(args: argparse.Namespace) -> int:
         result["gil"] = gil
     _write(result, args.out)
     return 0
+
+
+def _model_threads(threads: List[int], pipelined_modes: List[bool]) -> List[int]:
+    """Thread counts of the model-only timings: the sweep's, plus the per-model split of a pipelined run
+    (its bound needs the detector and the pose model timed at the threads each gets)."""
+    from ..runtime.pipelined import split_threads
+    extra = {x for t in threads for x in split_threads(t)} if True in pipelined_modes else set()
+    return sorted(set(threads) | extra)
 
 
 def _gil(specs, video) -> Optional[dict]:
