@@ -35,11 +35,12 @@ def _export_dirs() -> List[Path]:
 
 def _fast_dirs() -> List[Path]:
     """Where the fast defaults are looked for: the export folders (:func:`_export_dirs`), the int8
-    artifacts the project ships (``weights/int8/``), then the bench cache ``weights/cache/bench/*/`` of
-    the same weights folders (newest first)."""
+    artifacts the project ships (the checkout's ``weights/int8/``, also when ``$HEADPOSE_WEIGHTS_DIR`` is
+    set), then the bench cache ``weights/cache/bench/*/`` of the export folders' weights folders (newest first)."""
     out = list(_export_dirs())
     roots = [d.parent for d in out]
-    out += [w / "int8" for w in roots if (w / "int8").is_dir()]
+    shipped = [w / "int8" for w in roots + [PROJECT_ROOT / "weights"]]  # the checkout's own, even with
+    out += [d for i, d in enumerate(shipped) if d.is_dir() and d not in shipped[:i]]  # HEADPOSE_WEIGHTS_DIR
     for w in roots:
         cache = w / "cache" / "bench"
         if cache.is_dir():
@@ -69,13 +70,14 @@ def default_source() -> str:
                      "(./install.sh puts one there): pass --source VIDEO|IMAGE|FOLDER|CAMERA_INDEX|picamera")
 
 
-def default_artifacts() -> Tuple[Path, Path]:
+def default_artifacts(threads: int = 1) -> Tuple[Path, Path]:
     """The detector and pose artifact directories ``headpose run`` uses without ``--detector/--pose``.
 
-    Per model, the fastest of the registry's ``FAST_DETECTORS`` / ``FAST_POSES`` present in
-    :func:`_fast_dirs` whose gates passed (:func:`~headpose.runtime.resolve.fast_default`: e.g.
-    SCRFD-500M int8 and the shipped student's int8 artifact, built by ``headpose convert`` or
-    ``headpose bench`` on this install); else the fresh-machine defaults (``scrfd_2.5g-640-tflite-fp32``,
+    Per model, the fastest on this machine (at ``threads`` threads, timed once and remembered in
+    ``<weights>/cache/fast_defaults.json``) of the registry's ``FAST_DETECTORS`` / ``FAST_POSES``
+    present in :func:`_fast_dirs` whose gates passed (:func:`~headpose.runtime.resolve.fast_default`:
+    e.g. SCRFD-500M int8/fp32 and the shipped student's int8/fp32 artifacts, built by ``headpose
+    convert`` or ``headpose bench`` on this install, or shipped); else the fresh-machine defaults (``scrfd_2.5g-640-tflite-fp32``,
     ``mobilenetv3_small-224-tflite-fp32``) in ``$HEADPOSE_WEIGHTS_DIR/exports`` only when that is set,
     else in ``./weights/exports`` and then the checkout's ``weights/exports`` (see :func:`_export_dirs`).
 
@@ -103,8 +105,10 @@ def default_artifacts() -> Tuple[Path, Path]:
 
     from .resolve import fast_default
     fast = _fast_dirs()
-    det = fast_default("face_detection", fast, root=PROJECT_ROOT) or find(det_id)
-    pose = fast_default("head_pose", fast, root=PROJECT_ROOT) or find(pose_id)
+    env = os.environ.get("HEADPOSE_WEIGHTS_DIR")  # the candidates' speed on this machine, kept beside them
+    ranking = (Path(env) if env else PROJECT_ROOT / "weights") / "cache" / "fast_defaults.json"
+    det = fast_default("face_detection", fast, root=PROJECT_ROOT, threads=threads, cache=ranking) or find(det_id)
+    pose = fast_default("head_pose", fast, root=PROJECT_ROOT, threads=threads, cache=ranking) or find(pose_id)
     if det and pose:
         return det, pose
     commands = []
@@ -285,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         det_dir, pose_dir = (resolve_artifact(args.detector, "face_detection"),
                              resolve_artifact(args.pose, "head_pose"))
     else:
-        d_det, d_pose = default_artifacts()
+        d_det, d_pose = default_artifacts(threads)
         det_dir = resolve_artifact(args.detector, "face_detection") if args.detector else d_det
         pose_dir = resolve_artifact(args.pose, "head_pose") if args.pose else d_pose
 

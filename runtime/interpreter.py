@@ -128,8 +128,8 @@ class TFLiteModel:
 
     Batch sizes (pose models): an interpreter is kept ready per batch size met (at most
     ``max_ready`` of them, least recently used dropped), so a face count that changes from frame to
-    frame never re-allocates tensors; see ``benchmarks/results/issue13-batching.md`` for the
-    measurement against resizing one interpreter and against padding to ready sizes.
+    frame never re-allocates tensors (measured against resizing one interpreter and against padding
+    to ready sizes: ``benchmarks/results/issue13-hotpath/README.md``).
 
     Parameters
     ----------

@@ -155,11 +155,11 @@ DEFAULT_POSE = ("mobilenetv3_small", 224, "tflite", "fp32")
 DEFAULT_POSE_WEIGHTS = "mobilenetv3_small_fsanet.pt"
 DEFAULT_SAMPLE = "cache/scrfd-0.3.0/images/solvay_conference_1927.jpg"
 
-# Faster pairs `headpose run` takes without --detector/--pose when an artifact of them is on this
+# The candidates `headpose run` takes without --detector/--pose when an artifact of them is on this
 # install and passed its gates (runtime.resolve.gates_passed: built by `headpose convert` / `headpose
-# bench` from ../shared's SCRFD and the shipped students, or shipped): fastest first, as measured
-# end to end on the development machine (README, "Fast defaults"). Otherwise the fresh-machine pair above.
+# bench` from ../shared's SCRFD and the shipped students, or shipped in weights/int8/): the fastest of
+# them on this machine, timed once and remembered (runtime.resolve.fastest). Otherwise the
+# fresh-machine pair above.
 FAST_DETECTORS = (("scrfd_500m", 640, "tflite", "int8"), ("scrfd_500m", 640, "tflite", "fp32"),
                   ("scrfd_2.5g", 640, "tflite", "int8"))
 FAST_POSES = (("mobilenetv3_small", 224, "tflite", "int8"), ("mobilenetv3_small", 224, "tflite", "fp32"))
-

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .errors import InputError, ManifestError
+from .errors import HeadposeError, InputError, ManifestError
 from .manifest import MANIFEST_NAME, artifact_id, load_manifest
 from .paths import PROJECT_ROOT
 from .registry import get_spec
@@ -188,16 +188,88 @@ def gates_passed(m, root: Path = PROJECT_ROOT) -> Tuple[bool, str]:
     return True, ""
 
 
+def _machine_key() -> str:
+    """What makes a speed ranking this machine's: CPU model, core count, architecture."""
+    import platform
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{os.cpu_count()}|{cpu}"
+
+
+def _model_ms(path: Path, threads: int, runs: int = 5) -> float:
+    """Median ms of one batch-1 invocation of an artifact (LiteRT + XNNPACK, ``threads`` threads)."""
+    import numpy as np
+    from .interpreter import make_interpreter, time_invoke
+    m = load_manifest(path)
+    it = make_interpreter(m.model_path, num_threads=threads)
+    shape = it.get_input_details()[0]["shape"]
+    return float(np.median(time_invoke(it, np.zeros(shape, np.float32), runs=runs, warmup=1)))
+
+
+def fastest(paths: Sequence[Path], threads: int = 1, cache: Optional[Path] = None) -> Path:
+    """The fastest of ``paths`` (artifact directories of one task) on this machine.
+
+    Each is timed once per machine (median of 5 batch-1 invocations after a warm-up; LiteRT + XNNPACK,
+    ``threads`` threads): int8 is the faster precision on ARM (XNNPACK's dot-product kernels) but
+    need not be on an x86 without VNNI, so the order is measured, not assumed. The ranking is kept
+    in ``cache`` (JSON, keyed by the model files' sha256, threads and the machine), so later runs
+    read it instead of timing again; an unwritable cache is only logged.
+    """
+    import hashlib
+    import json
+    import logging
+    from .manifest import write_json_atomic
+    log = logging.getLogger(__name__)
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1:
+        return paths[0]
+    shas = [f"{m.id}:{m.file_sha256}" for m in (load_manifest(p) for p in paths)]  # artifact + file
+    key = hashlib.sha256(json.dumps([sorted(shas), threads, _machine_key()]).encode()).hexdigest()[:16]
+    known = {}
+    if cache is not None and cache.is_file():
+        try:
+            known = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            known = {}
+    ms = known.get(key)
+    if not (isinstance(ms, dict) and set(ms) == set(shas)):
+        ms = {}
+        for sha, p in zip(shas, paths):
+            try:
+                ms[sha] = _model_ms(p, threads)
+            except (HeadposeError, ManifestError) as e:  # a candidate that does not load is never taken
+                log.warning("default candidate %s does not run here: %s", p, e)
+                ms[sha] = float("inf")
+        log.info("default candidates timed on this machine (ms, batch 1, %d thread(s)): %s", threads,
+                 ", ".join(f"{p.name} {ms[s]:.1f}" for p, s in zip(paths, shas)))
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(cache, {**known, key: ms})
+            except OSError as e:
+                log.info("could not keep the default ranking in %s (%s)", cache, e)
+    return min(zip(paths, shas), key=lambda ps: ms[ps[1]])[0]
+
+
 def fast_default(task: str, dirs: Sequence[Path], candidates: Optional[Sequence[tuple]] = None,
-                 root: Path = PROJECT_ROOT) -> Optional[Path]:
-    """The first of ``candidates`` (registry ``FAST_DETECTORS`` / ``FAST_POSES``, fastest first) found in
-    ``dirs`` whose gates passed (:func:`gates_passed`); None when there is none (the caller then takes
-    the fresh-machine default)."""
+                 root: Path = PROJECT_ROOT, threads: int = 1, cache: Optional[Path] = None,
+                 measure: bool = True) -> Optional[Path]:
+    """The fastest on this machine (:func:`fastest`) of ``candidates`` (registry ``FAST_DETECTORS`` /
+    ``FAST_POSES``) found in ``dirs`` whose gates passed (:func:`gates_passed`); None when there is none
+    (the caller then takes the fresh-machine default). ``measure=False`` takes the first in the
+    candidates' order instead of timing them."""
     import logging
     from .registry import FAST_DETECTORS, FAST_POSES
     log = logging.getLogger(__name__)
     if candidates is None:
         candidates = FAST_DETECTORS if task == "face_detection" else FAST_POSES
+    found: List[Path] = []
     for cand in candidates:
         aid = artifact_id(*cand)
         for d in dirs:
@@ -211,6 +283,9 @@ def fast_default(task: str, dirs: Sequence[Path], candidates: Optional[Sequence[
                 continue
             ok, why = gates_passed(m, root)
             if ok:
-                return m.directory
+                found.append(m.directory)
+                break  # the first folder holding this candidate
             log.info("default candidate %s skipped: %s", path, why)
-    return None
+    if not found:
+        return None
+    return fastest(found, threads, cache) if measure else found[0]

@@ -84,7 +84,11 @@ def test_mobilenetv3_small_fp32(artifact, seeded_ckpt, crops):
 def test_mobilenetv3_small_int8(artifact, seeded_ckpt, crops):
     m = _pose_checks(artifact, seeded_ckpt, crops, "mobilenetv3_small", "int8", None)
     q = m.quantization
-    assert q["mode"] == "full_integer" and q["per_channel"] is True and q["io_dtype"] == "float32"
+    assert q["mode"] == "full_integer" and q["per_channel"] is True
+    # int8 input tensor (the quantised normalised pixels), float32 output; bit-equal to the float-input model
+    assert q["io_dtype"] == "int8 input, float32 outputs" and m.input.dtype == "int8"
+    assert m.input.normalisation == "input_quantisation" and m.input.quantization["scale"] > 0
+    assert q["int8_input"]["vs_float_input_max_abs"] == 0.0 and m.parity["xnnpack_partitions"] == 1
     c = q["calibration"]
     assert c["kind"] == "face_crops" and c["samples"] >= 200 and c["sha256"] == _sha256(VIDEO)
     assert c["parity_disjoint"] is True
@@ -107,6 +111,8 @@ def test_scrfd_500m_int8(artifact):
     assert m.decode["strides"] == [8, 16, 32] and m.decode["input_size"] == [640, 640]
     p = m.parity
     assert p["reference_faces"] >= 20 and p["recall"] >= 0.9 and p["mean_iou"] >= 0.85
+    assert m.input.dtype == "int8" and m.quantization["int8_input"]["vs_float_input_max_abs"] == 0.0
+    assert m.parity["xnnpack_partitions"] == 1
     assert m.quantization["calibration"]["kind"] == "letterboxed_frames"
     assert m.quantization["calibration"]["samples"] >= 200
     # the artifact finds the same faces as the ONNX model on a real frame, via the manifest's roles

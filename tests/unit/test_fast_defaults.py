@@ -13,6 +13,7 @@ from headpose.runtime import cli as run_cli
 from headpose.runtime.errors import ManifestError
 from headpose.runtime.manifest import Manifest, TensorSpec, artifact_id, sha256_file
 from headpose.runtime.registry import DEFAULT_DETECTOR, DEFAULT_POSE, FAST_DETECTORS, FAST_POSES, get_spec
+from headpose.runtime import resolve
 from headpose.runtime.resolve import fast_default, gates_passed
 
 
@@ -52,25 +53,25 @@ def root(tmp_path):
     return tmp_path
 
 
-def test_fastest_gate_passing_candidate_wins(root, tmp_path):
+def test_first_gate_passing_candidate_in_order(root, tmp_path):
     student = sha256_file(root / "weights" / "mobilenetv3_small_fsanet.pt")
     exports = tmp_path / "exports"
     assert FAST_DETECTORS[0] == ("scrfd_500m", 640, "tflite", "int8")
-    assert fast_default("face_detection", [exports], root=root) is None
+    assert fast_default("face_detection", [exports], root=root, measure=False) is None
     _write(exports, "scrfd_500m", "fp32")
-    assert fast_default("face_detection", [exports], root=root).name == "scrfd_500m-640-tflite-fp32"
+    assert fast_default("face_detection", [exports], root=root, measure=False).name == "scrfd_500m-640-tflite-fp32"
     _write(exports, "scrfd_500m", "int8")
-    assert fast_default("face_detection", [exports], root=root).name == "scrfd_500m-640-tflite-int8"
+    assert fast_default("face_detection", [exports], root=root, measure=False).name == "scrfd_500m-640-tflite-int8"
     # pose: only artifacts of the shipped student, and int8 only with its accuracy gate passed
     pose8 = FAST_POSES[0]
     _write(exports, pose8[0], "int8", source_sha="1" * 64)  # seeded / foreign weights
-    assert fast_default("head_pose", [exports], root=root) is None
+    assert fast_default("head_pose", [exports], root=root, measure=False) is None
     cache = tmp_path / "cache"
     _write(cache, pose8[0], "int8", source_sha=student, gate=False)  # converted with max_int8_error=None
-    assert fast_default("head_pose", [exports, cache], root=root) is None
+    assert fast_default("head_pose", [exports, cache], root=root, measure=False) is None
     good = tmp_path / "good"
     _write(good, pose8[0], "int8", source_sha=student)
-    assert fast_default("head_pose", [exports, cache, good], root=root).parent == good
+    assert fast_default("head_pose", [exports, cache, good], root=root, measure=False).parent == good
 
 
 def test_failed_parity_never_becomes_a_default(root, tmp_path):
@@ -78,10 +79,39 @@ def test_failed_parity_never_becomes_a_default(root, tmp_path):
     from headpose.runtime.manifest import load_manifest
     ok, why = gates_passed(load_manifest(d), root)
     assert not ok and "parity" in why
-    assert fast_default("face_detection", [tmp_path], root=root) is None
+    assert fast_default("face_detection", [tmp_path], root=root, measure=False) is None
 
 
-def test_default_artifacts_prefers_fast_then_fresh_defaults(root, tmp_path, monkeypatch):
+@pytest.fixture
+def timed(monkeypatch):
+    """Candidate timings by artifact name (ms) instead of running the stand-in files; records each timing."""
+    speeds, calls = {}, []
+
+    def fake(path, threads, runs=5):
+        calls.append((Path(path).name, threads))
+        return speeds[Path(path).name]
+    monkeypatch.setattr(resolve, "_model_ms", fake)
+    return speeds, calls
+
+
+def test_fastest_is_measured_and_remembered(root, tmp_path, timed):
+    speeds, calls = timed
+    exports = tmp_path / "exports"
+    for p in ("int8", "fp32"):
+        _write(exports, "scrfd_500m", p)
+    cache = tmp_path / "cache" / "fast_defaults.json"
+    speeds.update({"scrfd_500m-640-tflite-int8": 9.0, "scrfd_500m-640-tflite-fp32": 5.0})  # int8 slower here
+    got = fast_default("face_detection", [exports], root=root, threads=2, cache=cache)
+    assert got.name == "scrfd_500m-640-tflite-fp32" and sorted(calls) == sorted(
+        [("scrfd_500m-640-tflite-int8", 2), ("scrfd_500m-640-tflite-fp32", 2)])
+    calls.clear()
+    assert fast_default("face_detection", [exports], root=root, threads=2, cache=cache) == got and calls == []
+    speeds["scrfd_500m-640-tflite-int8"] = 1.0  # another thread count is another ranking
+    assert fast_default("face_detection", [exports], root=root, threads=1, cache=cache).name.endswith("int8")
+    assert len(calls) == 2
+
+
+def test_default_artifacts_prefers_fast_then_fresh_defaults(root, tmp_path, monkeypatch, timed):
     weights = tmp_path / "w"
     monkeypatch.setenv("HEADPOSE_WEIGHTS_DIR", str(weights))
     monkeypatch.chdir(tmp_path)
@@ -96,6 +126,8 @@ def test_default_artifacts_prefers_fast_then_fresh_defaults(root, tmp_path, monk
     cache = weights / "cache" / "bench" / "mobilenetv3_small-abc"
     _write(cache, "mobilenetv3_small", "int8", source_sha=student)
     _write(weights / "cache" / "bench" / "scrfd_500m-def", "scrfd_500m", "int8")
+    timed[0].update({"scrfd_500m-640-tflite-int8": 3.0, "mobilenetv3_small-224-tflite-int8": 1.0,
+                     "mobilenetv3_small-224-tflite-fp32": 2.0})
     d, p = run_cli.default_artifacts()
     assert (d.name, p.name) == ("scrfd_500m-640-tflite-int8", "mobilenetv3_small-224-tflite-int8")
 
