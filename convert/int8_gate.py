@@ -224,12 +224,14 @@ def float_layers_model(saved_model: Path, calibration: np.ndarray, denylist: Seq
 
 
 def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibration: np.ndarray,
-            parity: np.ndarray, reference_rotation: np.ndarray, max_mean_deg: float = MAX_MEAN_DEG,
+            parity: np.ndarray, reference_rotation: np.ndarray, max_mean_deg: Optional[float] = MAX_MEAN_DEG,
             max_p99_deg: float = MAX_P99_DEG, work: Optional[Union[str, Path]] = None,
             allow_slower_than_float: bool = False, calibration_reference: Optional[np.ndarray] = None) -> Dict:
     """Check the int8 ``model_file`` and, if it fails, replace it with the first remedy that passes.
 
     A remedy slower than the float32 model passes only with ``allow_slower_than_float``.
+    ``max_mean_deg`` None (``--max-int8-error`` negative): no gate, the plain int8 figures are
+    recorded (``passed`` None, ``gate.recorded_only`` true).
 
     Parameters
     ----------
@@ -258,18 +260,22 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
     """
     saved_model, model_file = Path(saved_model), Path(model_file)
     work = Path(work) if work else model_file.parent
+    recorded_only = max_mean_deg is None
+    if recorded_only:
+        max_p99_deg = None
     gate = {"max_mean_deg": max_mean_deg, "max_p99_deg": max_p99_deg, "crops": int(len(parity)),
+            **({"recorded_only": True} if recorded_only else {}),
             "metric": "geodesic angle between the int8 and the float source model's rotations, per gate crop: "
                       "its mean and 99th percentile (per-axis components and Euler differences: information)"}
     attempts: List[Dict] = []
 
     def attempt(name: str, model) -> bool:
         fig = angle_errors(reference_rotation, run_tflite(model, parity))
-        ok = passes(fig, max_mean_deg, max_p99_deg)
+        ok = True if recorded_only else passes(fig, max_mean_deg, max_p99_deg)
         attempts.append({"remedy": name, **fig, "passed": ok})
         log.info("int8 gate %s: geodesic mean %.3f deg, p99 %.3f deg (per-axis mean %.3f; Euler mean %.3f) -> %s",
                  name, fig["geodesic_mean_deg"], fig["geodesic_p99_deg"], fig["axis_mean_deg"], fig["mean_deg"],
-                 "pass" if ok else "fail")
+                 "recorded (no gate)" if recorded_only else "pass" if ok else "fail")
         return ok
 
     chosen, chosen_model = "none", None
@@ -331,13 +337,16 @@ def enforce(saved_model: Union[str, Path], model_file: Union[str, Path], calibra
         plain = _convert(_converter(saved_model, calibration)[0], work / "gate_plain.log")
         lat["int8_plain"] = latency_ms(plain, parity)
     cost = None if chosen == "none" else round(lat["chosen"] / max(lat["int8_plain"], 1e-9), 3)
-    final = next(a for a in reversed(attempts) if a.get("passed"))
+    final = next(a for a in reversed(attempts) if a.get("passed"))  # plain when recorded only
     by_set = {"gate": {k: v for k, v in final.items() if k not in ("remedy", "passed", "float_layers")}}
     if calibration_reference is not None and len(calibration_reference):
         k = len(calibration_reference)
         by_set["calibration"] = {**angle_errors(calibration_reference, run_tflite(
             model_file, np.asarray(calibration[:k], np.float32))), "note": "in-sample: these crops set the int8 ranges"}
-    return {"gate": gate, "chosen": chosen, "passed": True, "attempts": attempts, "figures_by_set": by_set,
+    if recorded_only:
+        attempts[0]["passed"] = None
+    return {"gate": gate, "chosen": chosen, "passed": None if recorded_only else True, "attempts": attempts,
+            "figures_by_set": by_set,
             "latency_ms": {**lat, "how": "LiteRT XNNPACK, 1 thread, batch 1, median of 30, conversion machine"},
             "speed_cost": ("none (plain int8 passes)" if cost is None else
                            f"{cost}x the plain int8 latency ({lat['chosen']} vs {lat['int8_plain']} ms)")}

@@ -69,8 +69,8 @@ def row_of(model_id: str, precision: str, kind: str, d: Path) -> Dict:
                    reference_std_deg=max(p["reference_euler_std_deg"].values()))
         gate = q.get("int8_gate")
         if gate:
-            final = [a for a in gate["attempts"] if a["passed"]][-1]
-            row["int8_remedy"] = gate["chosen"]
+            final = ([a for a in gate["attempts"] if a["passed"]] or gate["attempts"][:1])[-1]  # recorded only: plain
+            row["int8_remedy"] = gate["chosen"] if gate.get("passed") is not None else "none (recorded, not gated)"
             row["int8_gate"] = {k: final[k] for k in ("geodesic_mean_deg", "axis_mean_deg", "geodesic_p99_deg",
                                                       "mean_deg", "p99_deg") if k in final}
     else:
@@ -108,7 +108,8 @@ def markdown(rows: List[Dict], runs: List[Dict]) -> str:
         remedy = r.get("int8_remedy", "")
         if "int8_gate" in r and "geodesic_mean_deg" in r["int8_gate"]:
             g = r["int8_gate"]
-            remedy += f" (gate: geodesic mean {g['geodesic_mean_deg']:.2f}°, p99 {g['geodesic_p99_deg']:.2f}° ✅)"
+            ok = "" if r.get("int8_remedy", "").startswith("none (recorded") else " ✅"
+            remedy += f" (int8 vs float: geodesic mean {g['geodesic_mean_deg']:.2f}°, p99 {g['geodesic_p99_deg']:.2f}°{ok})"
         elif "int8_gate" in r and "axis_mean_deg" in r["int8_gate"]:  # rows of an older --json (--update)
             g = r["int8_gate"]
             remedy += f" (gate: axis mean {g['axis_mean_deg']:.2f}°, geodesic p99 {g['geodesic_p99_deg']:.2f}° ✅)"

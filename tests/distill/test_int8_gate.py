@@ -134,3 +134,13 @@ def test_gate_on_a_real_int8_conversion(tmp_path):
     assert gate["latency_ms"]["chosen"] < gate["latency_ms"]["float32"]
     it = make_interpreter(str(art / "model.tflite"))
     assert xnnpack_partitions(it) == 1
+
+
+def test_no_gate_records_the_plain_figures(monkeypatch, tmp_path):
+    """``--max-int8-error`` negative (None): no remedy is tried, the plain figures are recorded, not judged."""
+    enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good=set(), slow=set())
+    rec = enforce(max_mean_deg=None)
+    assert rec["passed"] is None and rec["gate"]["recorded_only"] is True and rec["chosen"] == "none"
+    assert [a["remedy"] for a in rec["attempts"]] == ["plain"] and rec["attempts"][0]["passed"] is None
+    assert rec["figures_by_set"]["gate"]["geodesic_mean_deg"] == pytest.approx(20.0, abs=0.01)
+    assert model_file.read_bytes() == b"plain"
