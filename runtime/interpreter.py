@@ -141,7 +141,7 @@ class TFLiteModel:
         Interpreters kept allocated for distinct batch sizes (>= 1).
     """
 
-    def __init__(self, manifest: Manifest, num_threads: int = 1, xnnpack: bool = True, max_ready: int = 8):
+    def __init__(self, manifest: Manifest, num_threads: int = 1, xnnpack: bool = True, max_ready: int = 4):
         if manifest.format != "tflite":
             raise ManifestError(f"artifact '{manifest.id}' is {manifest.format}; the device runtime runs tflite "
                                 f"artifacts (convert with --format tflite)")

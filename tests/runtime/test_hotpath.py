@@ -151,7 +151,8 @@ def _check_hot_equals_simple(det_dir, pose_dir, use_opencv):
     from headpose.runtime.rotation import euler_from_rotation, rotation_from_6d
     det = FaceDetector(det_dir, use_opencv=use_opencv)
     pose = PoseEstimator(pose_dir, use_opencv=use_opencv)
-    interps = {}
+    from collections import OrderedDict
+    interps: "OrderedDict[int, object]" = OrderedDict()  # the sizes the model keeps ready (the latest max_ready)
     counts = []
     for k, fr in enumerate(_video_frames()):
         dets, kps = det.detect(fr)
@@ -165,8 +166,13 @@ def _check_hot_equals_simple(det_dir, pose_dir, use_opencv):
             if not len(kept):
                 continue
             counts.append(len(kept))
-            interp = pose.model.interpreter
-            assert interps.setdefault(len(kept), interp) is interp  # the same ready interpreter per size
+            interp, n = pose.model.interpreter, len(kept)
+            if n in interps:  # a size used among the latest max_ready: the same interpreter, not re-allocated
+                assert interps[n] is interp
+                interps.move_to_end(n)
+            interps[n] = interp
+            while len(interps) > pose.model.max_ready:
+                interps.popitem(last=False)
             batch, ref_kept = pose.crop(fr, boxes)
             assert np.array_equal(kept, ref_kept)
             ref = euler_from_rotation(rotation_from_6d(pose.infer(batch)))
