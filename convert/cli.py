@@ -51,6 +51,10 @@ def add_parser(subparsers) -> None:
                         "--format coreml)")
     p.add_argument("--max-int8-p99", type=float, default=3.0, metavar="DEG",
                    help="int8 pose gate: 99th percentile of that geodesic angle (default 3.0)")
+    p.add_argument("--int8-remedy", default="plain", metavar="NAME",
+                   help="int8 pose: the model judged first, kept when it passes (or recorded without a gate): "
+                        "plain (default), float_head (the FULLY_CONNECTED head in float32), calibration+mirror, "
+                        "float_layers:K, int16_activations; the other remedies follow when it fails")
     p.add_argument("--allow-slow-int8", action="store_true",
                    help="let the int8 gate take a remedy slower than the float32 model (int16 activations: "
                         "accurate, but XNNPACK does not run them); refused by default (not with --format coreml)")

@@ -133,7 +133,8 @@ class PoseFamily(ModelFamily):
         calib_ref = self.reference(job, np.asarray(job.data.calibration, np.float32), None)  # figures per set
         return enforce(saved_model, model_file, job.data.calibration, job.data.parity, job.reference,
                        job.max_int8_error, job.max_int8_p99, work=job.work,
-                       allow_slower_than_float=job.allow_slow_int8, calibration_reference=calib_ref)
+                       allow_slower_than_float=job.allow_slow_int8, calibration_reference=calib_ref,
+                       first=job.int8_remedy)
 
     def summary(self, r: Dict) -> str:
         return (f"rotation (geodesic) max {r['geodesic_max_deg']:.4f} deg, mean {r['geodesic_mean_deg']:.4f} deg; "

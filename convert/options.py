@@ -40,6 +40,7 @@ class ConvertOptions:
     max_int8_p99: float = DEFAULT_MAX_INT8_P99
     allow_slow_int8: bool = False
     gate_data: Optional[Sources] = None  # explicit int8-gate / parity sources (--gate-data, repeatable)
+    int8_remedy: str = "plain"  # the int8 model judged first (int8_gate: plain, float_head, ...)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ConvertOptions":
@@ -57,6 +58,9 @@ class ConvertOptions:
     def check(self) -> None:
         """Refuse options the format does not use (CoreML has no int8 gate: its int8 is weight-only);
         ``max_int8_error`` None (no gate) and the default say nothing that CoreML would ignore."""
+        from .int8_gate import REMEDIES
+        if self.int8_remedy not in REMEDIES:
+            raise InputError(f"--int8-remedy '{self.int8_remedy}' is not known: expected one of {', '.join(REMEDIES)}")
         if self.fmt == "coreml":
             if self.calib is not None and not isinstance(self.calib, (str, Path)) and len(self.calib) > 1:
                 raise InputError(f"--format coreml checks parity on one --calib source; {len(self.calib)} were "
@@ -64,7 +68,8 @@ class ConvertOptions:
             given = [flag for flag, on in (("--max-int8-error", self.max_int8_error not in (None, DEFAULT_MAX_INT8_ERROR)),
                                            ("--max-int8-p99", self.max_int8_p99 != DEFAULT_MAX_INT8_P99),
                                            ("--allow-slow-int8", self.allow_slow_int8),
-                                           ("--gate-data", self.gate_data is not None)) if on]
+                                           ("--gate-data", self.gate_data is not None),
+                                           ("--int8-remedy", self.int8_remedy != "plain")) if on]
             if given:
                 raise InputError(f"{' and '.join(given)} tune the TFLite/ONNX int8 pose gate; --format coreml has "
                                  f"no such gate (its int8 is weight-only compression, checked by the CoreML "

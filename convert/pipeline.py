@@ -69,7 +69,8 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
             out_dir: Union[str, Path] = "weights/exports", force: bool = False,
             detector: Optional[Union[str, Path]] = None,
             progress: Optional[Callable[[str], None]] = None, max_int8_error: Optional[float] = DEFAULT_MAX_INT8_ERROR,
-            allow_slow_int8: bool = False, gate_data=None, max_int8_p99: float = DEFAULT_MAX_INT8_P99) -> Path:
+            allow_slow_int8: bool = False, gate_data=None, max_int8_p99: float = DEFAULT_MAX_INT8_P99,
+            int8_remedy: str = "plain") -> Path:
     """Convert one model into an artifact directory and return its path.
 
     Parameters
@@ -106,6 +107,8 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
         The int8 gate's / parity check's own sources (pose; none of their files may be in ``calib``).
     max_int8_p99 : float
         int8 pose gate: the largest p99 of that geodesic angle (degrees).
+    int8_remedy : str
+        int8 pose: the model judged first (``plain``, ``float_head``...; :func:`headpose.convert.int8_gate.enforce`).
 
     Returns
     -------
@@ -121,7 +124,8 @@ def convert(model_id: str, weights: Union[str, Path], fmt: str = "tflite", preci
     return convert_options(ConvertOptions(
         model=model_id, weights=weights, fmt=fmt, precision=precision, calib=calib, input_size=input_size,
         out=out_dir, detector=detector, force=force, max_int8_error=max_int8_error,
-        allow_slow_int8=allow_slow_int8, gate_data=gate_data, max_int8_p99=max_int8_p99), progress)
+        allow_slow_int8=allow_slow_int8, gate_data=gate_data, max_int8_p99=max_int8_p99,
+        int8_remedy=int8_remedy), progress)
 
 
 def convert_options(opts: ConvertOptions, progress: Optional[Callable[[str], None]] = None) -> Path:
@@ -150,7 +154,8 @@ def convert_options(opts: ConvertOptions, progress: Optional[Callable[[str], Non
     keep_work = os.environ.get("HEADPOSE_KEEP_WORK") == "1"
     try:
         job = _Job(spec, src, src_kind, size, fmt, precision, opts.calib, opts.detector, stage, work, timings,
-                   progress, opts.max_int8_error, opts.allow_slow_int8, opts.gate_data, opts.max_int8_p99)
+                   progress, opts.max_int8_error, opts.allow_slow_int8, opts.gate_data, opts.max_int8_p99,
+                   opts.int8_remedy)
         manifest = job.run()
         manifest.parity["conversion_seconds"] = round(time.perf_counter() - t_start, 1)
         manifest.parity["step_seconds"] = timings
@@ -174,10 +179,11 @@ class _Job:
     def __init__(self, spec: ModelSpec, src: Path, src_kind: str, size: int, fmt: str, precision: str,
                  calib, detector, stage: Path, work: Path, timings: Dict[str, float], progress,
                  max_int8_error: Optional[float], allow_slow_int8: bool, gate_data=None,
-                 max_int8_p99: float = DEFAULT_MAX_INT8_P99):
+                 max_int8_p99: float = DEFAULT_MAX_INT8_P99, int8_remedy: str = "plain"):
         self.spec, self.src, self.src_kind, self.size = spec, src, src_kind, size
         self.max_int8_error, self.allow_slow_int8 = max_int8_error, allow_slow_int8
         self.gate_data, self.max_int8_p99 = gate_data, max_int8_p99  # int8 gate sources / p99 limit
+        self.int8_remedy = int8_remedy  # the int8 model judged first (int8_gate.enforce's ``first``)
         self.fmt, self.precision, self.calib, self.detector = fmt, precision, calib, detector
         self.stage, self.work, self.timings, self.progress = stage, work, timings, progress
         self.family = family_of(spec)

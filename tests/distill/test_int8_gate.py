@@ -81,6 +81,7 @@ def _fake_quantiser(monkeypatch, tmp_path, good, slow):
     monkeypatch.setattr(g, "_convert", lambda *a, **k: next(built, "plain").encode())
     monkeypatch.setattr(g, "layer_sensitivity", lambda *a, **k: [("t", "CONV_2D", 1.0)] * 16)
     monkeypatch.setattr(g, "float_layers_model", lambda *a, **k: next(built, "plain").encode())
+    monkeypatch.setattr(g, "float_ops_model", lambda *a, **k: b"float_head")
     monkeypatch.setattr(g, "latency_ms", lambda *a, **k: 1.0)
     monkeypatch.setattr(g, "_slower_than_float", lambda m, *a: "9 ms, slower than float32's 1 ms"
                         if m.decode() in slow else None)
@@ -101,14 +102,31 @@ def test_a_remedy_slower_than_float_is_refused_unless_allowed(monkeypatch, tmp_p
                                           slow={"int16_activations"})
     rec = enforce(allow_slower_than_float=True)
     assert rec["chosen"] == "int16_activations" and model_file.read_bytes() == b"int16_activations"
-    assert [a["remedy"] for a in rec["attempts"]][:2] == ["plain", "calibration+mirror"]
+    assert [a["remedy"] for a in rec["attempts"]][:3] == ["plain", "float_head", "calibration+mirror"]
 
 
 def test_a_fast_passing_remedy_is_taken(monkeypatch, tmp_path):
     enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good={"calibration+mirror"}, slow=set())
     rec = enforce()
     assert rec["chosen"] == "calibration+mirror" and model_file.read_bytes() == b"calibration+mirror"
-    assert [a["passed"] for a in rec["attempts"]] == [False, True]
+    assert [a["passed"] for a in rec["attempts"]] == [False, False, True]
+
+
+def test_float_head_first_and_forced(monkeypatch, tmp_path):
+    """float_head is the first remedy; --int8-remedy float_head builds and judges it instead of plain int8."""
+    enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good={"float_head"}, slow=set())
+    rec = enforce()
+    assert rec["chosen"] == "float_head" and [a["remedy"] for a in rec["attempts"]] == ["plain", "float_head"]
+    enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good={"float_head"}, slow=set())
+    rec = enforce(first="float_head")
+    assert rec["chosen"] == "float_head" and [a["remedy"] for a in rec["attempts"]] == ["float_head"]
+    assert model_file.read_bytes() == b"float_head"
+    enforce, model_file = _fake_quantiser(monkeypatch, tmp_path, good=set(), slow=set())
+    rec = enforce(first="float_head", max_mean_deg=None)  # no gate: the forced remedy's figures are recorded
+    assert rec["chosen"] == "float_head" and rec["passed"] is None and len(rec["attempts"]) == 1
+    from headpose.runtime.errors import ConversionError
+    with pytest.raises(ConversionError, match="int8 remedy 'nope' is not known.*float_head"):
+        enforce(first="nope")
 
 
 @pytest.mark.slow

@@ -36,6 +36,8 @@ def test_one_field_per_flag():
     opts = ConvertOptions.from_args(parser.parse_args(["m", "--weights", "w", "--calib", "a.mp4", "--calib", "b",
                                                        "--gate-data", "g.txt", "--max-int8-p99", "2.5"]))
     assert opts.calib == ["a.mp4", "b"] and opts.gate_data == "g.txt" and opts.max_int8_p99 == 2.5
+    assert ConvertOptions.from_args(parser.parse_args(["m", "--weights", "w", "--int8-remedy", "float_head"])
+                                    ).int8_remedy == "float_head"
 
 
 def test_coreml_refuses_the_int8_gate_flags():
@@ -48,6 +50,8 @@ def test_coreml_refuses_the_int8_gate_flags():
         ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_p99=2.5, gate_data="g").check()
     with pytest.raises(InputError, match="coreml checks parity on one --calib source; 2 were given"):
         ConvertOptions(model="m", weights="w", fmt="coreml", calib=["a.mp4", "b.mp4"]).check()
+    with pytest.raises(InputError, match="--int8-remedy 'head' is not known.*float_head"):
+        ConvertOptions(model="m", weights="w", int8_remedy="head").check()
     ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=None).check()  # no gate: true of CoreML
     ConvertOptions(model="m", weights="w", fmt="coreml", max_int8_error=1.0).check()  # the default says nothing
     ConvertOptions(model="m", weights="w", fmt="tflite", max_int8_error=1.0, allow_slow_int8=True).check()
