@@ -62,3 +62,8 @@ def test_mobilenetv3_student_int8_single_xnnpack_partition(tmp_path):
                   calib=VIDEO, out_dir=tmp_path, max_int8_error=None)
     ops = _partitions(out)
     assert ops.count("DELEGATE") == 1 and "HARD_SWISH" not in ops and "RELU_0_TO_1" not in ops
+    # with its int8 input tensor (issue 13): still one partition, bit-equal to the float-input model
+    from headpose.runtime.manifest import load_manifest
+    m = load_manifest(out)
+    assert m.input.dtype == "int8" and m.input.normalisation == "input_quantisation"
+    assert m.quantization["int8_input"]["vs_float_input_max_abs"] == 0.0 and m.parity["xnnpack_partitions"] == 1

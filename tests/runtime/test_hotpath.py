@@ -188,17 +188,21 @@ def test_hot_path_equals_simple_path_fp32(det_dir, pose_dir, use_opencv):
 
 
 def test_int8_input_artifacts(artifact):
-    """int8 conversions take int8 pixels: the manifest says so, one XNNPACK partition, the parity gate
-    ran on them, the int8-input model equals the float-input one it was rewritten from, and the hot
-    path (table into the int8 buffer) equals the simple path (float, quantised by the interpreter)."""
+    """int8 conversions take int8 pixels: the manifest says so, the parity gate ran on them, the
+    int8-input model equals the float-input one it was rewritten from (bit for bit) in no more XNNPACK
+    partitions (SCRFD: one; the seeded pose network's random int8 scales make XNNPACK decline a few
+    nodes with either input - the shipped students are one partition, test_xnnpack_partition.py), and
+    the hot path (table into the int8 buffer) equals the simple path (float, quantised by the interpreter)."""
     from headpose.runtime.manifest import load_manifest
     dirs = artifact("scrfd_500m", "int8"), artifact("mobilenetv3_small", "int8")
     for d in dirs:
         m = load_manifest(d)
         assert m.input.dtype == "int8" and m.input.normalisation == "input_quantisation", m.input
         assert m.input.quantization and m.input.quantization["scale"] > 0
-        assert m.parity["xnnpack_partitions"] == 1
+        assert m.parity["passed"] is True
         eq = m.quantization["int8_input"]
         assert eq["vs_float_input_max_abs"] == 0.0 and eq["samples"] > 0, eq
+        assert eq["xnnpack_partitions"] == m.parity["xnnpack_partitions"] >= 1
+    assert load_manifest(dirs[0]).parity["xnnpack_partitions"] == 1
     pytest.importorskip("cv2", reason="the OpenCV path")
     _check_hot_equals_simple(*dirs, use_opencv=True)
