@@ -189,8 +189,8 @@ def add_parser(sub) -> None:
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per face")
     p.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
     p.add_argument("--threads", type=int, default=None,
-                   help="interpreter CPU threads (default: this machine's cores); with --pipelined split between "
-                        "the detector (half, rounded down) and the pose model (the rest)")
+                   help="interpreter CPU threads (default: this machine's cores); with --pipelined the detector "
+                        "gets half (rounded down, >= 1) and the pose model all of them")
     p.add_argument("--pipelined", action="store_true",
                    help="overlap the stages: capture, detection and pose each on their own thread (frames still "
                         "come out in order, same faces and angles); faster on 2+ cores; the JSONL/CSV time_ms "

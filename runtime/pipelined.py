@@ -15,19 +15,20 @@ thread (the CLI's main thread: signals, sinks, the window) takes the results in 
   the track ids and the One-Euro filters see exactly the sequence the sequential mode sees: the
   faces and angles are the same as :meth:`HeadPoseEstimator.estimate` frame by frame.
 
-Each stage is one thread and each queue is FIFO, so frames leave in the order they came. A stage
-works at most ``depth`` (default 1) frames ahead of the next one, so a saturated pipeline holds
-about three frames (one decoded, one in detection, one in pose) and a frame's capture -> result
-latency is about three stage times, not the length of full queues. The
+Each stage is one thread and each queue is FIFO, so frames leave in the order they came.
+Detection works at most ``depth`` (default 1) frames ahead of pose, and capture decodes a frame
+when detection asks for it (``depth - 1`` frames ahead), so a saturated pipeline holds two or three
+frames and a frame's capture -> result latency is about two stage times (the decode, the detection
+and the wait for the pose stage, then the pose), not the length of full queues. The
 models run concurrently because LiteRT's ``Interpreter.invoke`` releases the GIL (measured by
 ``headpose bench`` with ``--pipelined on``: :func:`headpose.benchmarks.pipeline_latency.gil_overlap`; tested in
 ``tests/runtime/test_pipelined.py``); the Python glue of the stages (decode of the detections, tracking,
 smoothing, the sinks) still takes turns on the GIL.
 
-Threads: :func:`split_threads` divides ``--threads`` between the two models (the detector gets
-half, rounded down, at least 1; the pose model the rest, at least 1): on 2 cores each model runs
-single-threaded on its own core, overlapped; on 4 cores 2 + 2. Capture and the sinks are light and
-share the cores.
+Threads: :func:`split_threads` plans ``--threads`` between the two models: the detector gets
+half, rounded down (at least 1), the pose model all of them (it is the larger stage with several
+faces, and uses the detector's core while that waits): 2 cores give 1 + 2, 4 cores 2 + 4. Capture
+and the sinks are light and share the cores.
 
 Stopping: :meth:`PipelinedRunner.stop` (a signal, ``--max-frames``, a closed window) lets the frames
 already past detection finish and come out, drops the ones not yet detected, then the iteration
@@ -63,16 +64,18 @@ def machine_cores() -> int:
 
 
 def split_threads(threads: int) -> Tuple[int, int]:
-    """Interpreter threads ``(detector, pose)`` of the pipelined mode for ``threads`` in total.
+    """Interpreter threads ``(detector, pose)`` of the pipelined mode for ``threads`` cores.
 
-    The detector gets ``threads // 2`` (at least 1), the pose model the rest (at least 1): both
-    stages cost about the same per frame with ~5 faces (SCRFD-500M int8 at 640 vs 5 batched
-    mobilenetv2 int8 crops), and each keeps at least one core of its own. ``threads = 1`` gives
-    (1, 1): the two stages then share one core, overlapped only where one waits.
+    The detector gets ``threads // 2`` (at least 1), the pose model all ``threads``: with several
+    faces the pose stage is the larger one (7 faces x mobilenetv2 int8 vs one SCRFD-500M int8 at 640:
+    ~2.5x the detector's time on the development VM), and while the detector is idle (waiting for
+    the pose stage, or on the frames ``--detect-every`` skips) its core would otherwise sit unused.
+    Measured on the 2-core development VM (same 30 frames, 7 faces, 2026-12-01): detector 1 + pose 2
+    ran at 157 ms per frame, detector 1 + pose 1 at 207 ms (the one-thread sequential loop: 276 ms).
+    ``threads = 1`` gives (1, 1): both stages share one core, overlapped only where one waits.
     """
     t = max(1, int(threads))
-    det = max(1, t // 2)
-    return det, max(1, t - det)
+    return max(1, t // 2), t
 
 
 @dataclass
@@ -128,8 +131,8 @@ class PipelinedRunner:
     max_frames : int
         Stop after this many frames (0 = all).
     depth : int
-        How many frames a stage may work ahead of the next one (>= 1): 1 overlaps the stages fully
-        and keeps the capture -> result latency at about three stage times.
+        How many frames detection may work ahead of pose (>= 1; capture decodes ``depth - 1`` ahead):
+        1 overlaps the two models fully and keeps the capture -> result latency at about two stage times.
     color : ``"BGR"`` or ``"RGB"``, the frames' channel order
 
     Iterating yields :class:`PipelinedResult` objects in stream order; it raises the first error of
@@ -147,11 +150,12 @@ class PipelinedRunner:
         self.max_frames = int(max_frames)
         self.color = color
         self.detect_every = int(estimator.options.detect_every)
-        # Each stage takes a slot BEFORE it starts a frame and the next stage gives it back when it takes
-        # that frame: capture decodes at most `depth` frames ahead of detection, detection works at most
-        # `depth` frames ahead of pose. A saturated pipeline then holds ~3 frames (one decoded, one in
-        # detection, one in pose), not 3 full queues: the capture -> result latency stays ~3 stage times.
-        self._cap_slots = threading.Semaphore(int(depth))
+        # Detection works at most `depth` frames ahead of pose: it takes a slot before it starts a frame and
+        # the pose stage gives it back when it takes that frame. Capture decodes on request: the detect
+        # stage asks for the next frame once it holds a slot (so the frame it gets is fresh, not one that
+        # waited a whole stage time; `depth - 1` frames are decoded ahead). A saturated pipeline holds
+        # ~2-3 frames, and a frame's capture -> result latency is ~2 stage times, not 3 full queues.
+        self._cap_slots = threading.Semaphore(int(depth) - 1)
         self._det_slots = threading.Semaphore(int(depth))
         self._q_frames: "queue.Queue" = queue.Queue()   # bounded by _cap_slots
         self._q_found: "queue.Queue" = queue.Queue()    # bounded by _det_slots
@@ -264,8 +268,8 @@ class PipelinedRunner:
         while True:
             if not self._slot(self._det_slots):
                 return
+            self._cap_slots.release()  # ask for the next frame now that it can be worked on at once
             item = self._get(self._q_frames, stop_too=True)
-            self._cap_slots.release()
             if item is _End or isinstance(item, _Failure):
                 self._put(self._q_found, item)
                 return

@@ -97,7 +97,7 @@ def test_pipelined_pipeline_entry(artifact):
                             frames=6, warmup=1)
     _check_entry(pipe, 6)
     assert pipe["key"] == "litert|mobilenetv3_small|fp32|t2|de2|xnn|pipe" and pipe["pipelined"] is True
-    assert (pipe["detector_threads"], pipe["pose_threads"]) == (1, 1)
+    assert (pipe["detector_threads"], pipe["pose_threads"]) == (1, 2)
     assert (seq["pipelined"], seq["detector_threads"], seq["pose_threads"]) == (False, 2, 2)
     assert pipe["detected_frames"] == seq["detected_frames"] == 3
     assert pipe["faces_per_frame_series"] == seq["faces_per_frame_series"]  # same frames, same faces
@@ -129,6 +129,7 @@ def test_bound_arithmetic():
     assert pipeline_bound(dict(p, threads=4), lat) is None  # no model-only timing at 4 threads: no bound
     from headpose.benchmarks.cli import _model_threads  # the model-only sweep covers a pipelined split
     assert _model_threads([4], [False, True]) == [2, 4] and _model_threads([4], [False]) == [4]
+    assert _model_threads([3], [True]) == [1, 3]
     q = {k: v for k, v in p.items() if k not in ("bound", "efficiency")}
     q.update(key="k3", threads=4)
     assert add_bounds([q], lat) == 0 and "bound" not in q and "efficiency" not in q

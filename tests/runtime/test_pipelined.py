@@ -159,7 +159,7 @@ def test_max_frames_and_queue_depth(det_dir, pose_dir, video_frames):
 
 
 def test_thread_split():
-    assert [split_threads(t) for t in (1, 2, 3, 4, 8)] == [(1, 1), (1, 1), (1, 2), (2, 2), (4, 4)]
+    assert [split_threads(t) for t in (1, 2, 3, 4, 8)] == [(1, 1), (1, 2), (1, 3), (2, 4), (4, 8)]
     assert machine_cores() >= 1
     with pytest.raises(InputError, match="pose_threads must be >= 1"):
         EstimatorOptions(pose_threads=0).validate()
