@@ -340,6 +340,17 @@ class _Recording:
         self.calls.append((np.array(x, np.float32), {k: np.array(v, np.float32) for k, v in y.items()}))
         return y
 
+    def fill(self, writer, batch=None):  # the runtime's hot path: the input written into the buffer...
+        def keep(buf):
+            writer(buf)
+            self._filled = np.array(buf, np.float32)  # a copy, no view of the interpreter's memory kept
+        self.model.fill(keep, batch)
+
+    def invoke(self):  # ...then run: recorded as one call, like __call__
+        y = self.model.invoke()
+        self.calls.append((self._filled, {k: np.array(v, np.float32) for k, v in y.items()}))
+        return y
+
     def __getattr__(self, name):  # interpreter, manifest... of the wrapped model
         return getattr(self.model, name)
 
