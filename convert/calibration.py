@@ -149,7 +149,8 @@ def expand_sources(sources: SourcesArg, default: bool = True) -> List[Path]:
         path = Path(item)
         if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
-            listed = [(path.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln]
+            listed = [Path(ln) if Path(ln).is_absolute() else Path(os.path.normpath(path.parent / ln))
+                      for ln in lines if ln]
             if not listed:
                 raise InputError(f"source list '{path}' names no source: expected one video, image or folder a line")
             found = expand_sources(listed)

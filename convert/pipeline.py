@@ -207,7 +207,7 @@ class _Job:
         need_calib = self.precision == "int8"
         with self.step("data"):
             self.data = fam.data(self, need_calib)
-            log.info("data: %s", {k: v for k, v in self.data.info.items() if k != "sha256"})
+            log.info("data: %s", {k: v for k, v in self.data.info.items() if k not in ("sha256", "sets", "source")})
         with self.step("reference"):
             self.reference = fam.reference(self, self.data.parity, onnx_path)
         if self.fmt == "tflite":
