@@ -236,7 +236,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for m in poses:
             model_jobs += [pose_art[(m, p)] for p in precisions if (m, p) in pose_art] + [pose_onnx[m]]
     model_xnn = list(dict.fromkeys(xnn + ([False] if args.model_xnnpack_off else [])))
-    model_threads = _model_threads(threads, args.pipelined_modes)
+    model_threads = ml.thread_counts(threads, args.pipelined_modes)
     n_model = 0
     for d in model_jobs:
         mm = load_manifest(d)
@@ -352,14 +352,6 @@ def run_bench(args: argparse.Namespace) -> int:
         result["gil"] = gil
     _write(result, args.out)
     return 0
-
-
-def _model_threads(threads: List[int], pipelined_modes: List[bool]) -> List[int]:
-    """Thread counts of the model-only timings: the sweep's, plus the per-model split of a pipelined run
-    (its bound needs the detector and the pose model timed at the threads each gets)."""
-    from ..runtime.pipelined import split_threads
-    extra = {x for t in threads for x in split_threads(t)} if True in pipelined_modes else set()
-    return sorted(set(threads) | extra)
 
 
 def _gil(specs, video) -> Optional[dict]:

@@ -78,11 +78,6 @@ def artifact_record(d: Path, weights_kind: Optional[str] = None) -> Dict[str, ob
     return rec
 
 
-def _model_threads(threads, modes):
-    from .cli import _model_threads as f  # one rule for both paths
-    return f(list(threads), list(modes))
-
-
 def bench_given(args, video: Optional[Path], pose_dirs: Sequence[Path], det_dirs: Sequence[Path], threads, detect_every,
                 xnn, batches, keep: bool) -> Dict[str, object]:
     """Model-only latency of every given artifact and the pipelines pose x detector x threads x de x xnn.
@@ -99,7 +94,7 @@ def bench_given(args, video: Optional[Path], pose_dirs: Sequence[Path], det_dirs
     mans = {d: load_manifest(d) for d in dirs}
     frame0 = ml.first_frame(video) if video is not None else None
     jobs = [] if args.no_model_latency else [
-        (d, t, x, b) for d in dirs for t in _model_threads(threads, getattr(args, "pipelined_modes", [False]))
+        (d, t, x, b) for d in dirs for t in ml.thread_counts(threads, getattr(args, "pipelined_modes", [False]))
         for x in (xnn if mans[d].format == "tflite" else [None])
         for b in (batches if mans[d].task == "head_pose" else [1])]
     modes = getattr(args, "pipelined_modes", [False])

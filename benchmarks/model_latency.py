@@ -188,6 +188,14 @@ def measure(runner: ModelRunner, warmup: int = 5, runs: int = 50, seconds: Optio
     return entry
 
 
+def thread_counts(threads: List[int], pipelined_modes: List[bool]) -> List[int]:
+    """Thread counts of the model-only timings: the sweep's, plus the per-model split of a pipelined run
+    (its bound needs the detector and the pose model timed at the threads each gets)."""
+    from ..runtime.pipelined import split_threads
+    extra = {x for t in threads for x in split_threads(t)} if True in pipelined_modes else set()
+    return sorted(set(threads) | extra)
+
+
 def first_frame(video) -> Optional[np.ndarray]:
     """The first frame of a video or image (BGR uint8, read by the runtime's sources), or None when no path is given."""
     if video is None:

@@ -127,7 +127,7 @@ def test_bound_arithmetic():
     b2 = pipeline_bound(split, lat + [_lat("det", 1, 10.0)])
     assert b2["detector_ms"] == 4.0 and b2["pose_ms_per_face"] == 0.5 and b2["detector_threads"] == 1
     assert pipeline_bound(dict(p, threads=4), lat) is None  # no model-only timing at 4 threads: no bound
-    from headpose.benchmarks.cli import _model_threads  # the model-only sweep covers a pipelined split
+    from headpose.benchmarks.model_latency import thread_counts as _model_threads  # covers a pipelined split
     assert _model_threads([4], [False, True]) == [2, 4] and _model_threads([4], [False]) == [4]
     assert _model_threads([3], [True]) == [1, 3]
     q = {k: v for k, v in p.items() if k not in ("bound", "efficiency")}
