@@ -46,16 +46,12 @@ def old_runtime(commit: str, repo: Path, where: Path):
 
 
 def frames_of(source: str, limit: int) -> List[np.ndarray]:
-    import cv2
-    cap = cv2.VideoCapture(source)
-    out = []
-    while len(out) < limit:
-        ok, fr = cap.read()
-        if not ok:
-            break
-        out.append(fr)
-    cap.release()
-    return out
+    """The first ``limit`` frames (BGR uint8), decoded once by the runtime's own reader."""
+    from itertools import islice
+
+    from ..runtime.sources import open_source
+    with open_source(source) as src:
+        return [f.image for f in islice(src, limit)]
 
 
 def one_pass(est_mod, det: str, pose: str, frames: List[np.ndarray], threads: int) -> Dict[str, float]:
