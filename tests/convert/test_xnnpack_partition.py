@@ -28,7 +28,7 @@ def _partitions(artifact_dir):
     # every node of the model plus one DELEGATE node per XNNPACK partition
     ops = op_names(interp)
     inp = interp.get_input_details()[0]
-    interp.set_tensor(inp["index"], np.zeros(inp["shape"], np.float32))
+    interp.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))  # float32, or int8 (int8 input)
     interp.invoke()
     return ops
 
