@@ -120,3 +120,28 @@ def test_cli_tflite_prints_artifact_last(seeded_ckpt, tmp_path):
     assert lines == [str(art)], r.stdout[-2000:]
     assert "[convert] onnx2tf:" in r.stderr and "parity mobilenetv3_small tflite fp32" in r.stderr
     assert (art / "model.tflite").exists() and (art / "manifest.json").exists()
+
+
+def test_int8_with_several_sources_gates_on_other_sources(capsys, seeded_ckpt, tmp_path):
+    """--calib repeated: split by source; the manifest names both sets, none on both sides, and the int8
+    figures (recorded: a seeded network is not gated) per set with their |yaw| bins."""
+    from tests.convert.test_calib_gate import DRIVING, TALK
+    for p in (VIDEO, DRIVING, TALK):
+        need_shared(p)
+    argv = ["mobilenetv3_small", "--weights", str(seeded_ckpt("mobilenetv3_small")), "--precision", "int8",
+            "--calib", str(VIDEO), "--calib", str(DRIVING), "--calib", str(TALK), "--max-int8-error", "-1",
+            "--out", str(tmp_path)]
+    assert main(["convert", *argv]) == 0
+    art = tmp_path / "mobilenetv3_small-224-tflite-int8"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(art)
+    q = json.loads((art / "manifest.json").read_text())["quantization"]
+    c = q["calibration"]
+    assert c["split"] == "by_source"
+    calib = {s["name"] for s in c["sets"]["calibration"]["sources"]}
+    gate = {s["name"] for s in c["sets"]["gate"]["sources"]}
+    assert calib == {str(VIDEO)} and gate == {str(DRIVING), str(TALK)}
+    g = q["int8_gate"]
+    assert g["passed"] is None and g["gate"]["recorded_only"] is True
+    assert g["figures_by_set"]["gate"]["n"] == c["sets"]["gate"]["samples"] == c["parity_samples"]
+    assert g["figures_by_set"]["calibration"]["n"] == c["sets"]["calibration"]["samples"]
+    assert set(g["figures_by_set"]["gate"]["by_yaw_bin"]) == {"abs_yaw_lt_30", "abs_yaw_30_60", "abs_yaw_ge_60"}

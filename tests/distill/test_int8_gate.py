@@ -133,7 +133,7 @@ def test_float_head_first_and_forced(monkeypatch, tmp_path):
 def test_gate_on_a_real_int8_conversion(tmp_path):
     """Shipped MobileNetV2 student -> int8 with the gate: plain int8 passes it (measured: Euler mean
     0.43 deg, geodesic mean 0.57 / p99 1.7 deg; its Euler p99 of 5.8 deg comes from faces near yaw -80 deg), so the
-    artifact is plain int8, faster than float32, in one XNNPACK partition."""
+    artifact is plain int8, in one XNNPACK partition."""
     from headpose.convert.pipeline import convert
     from headpose.runtime.interpreter import make_interpreter, xnnpack_partitions
     from tests.conftest import ROOT, VIDEO, WEIGHTS, need_shared
@@ -149,7 +149,8 @@ def test_gate_on_a_real_int8_conversion(tmp_path):
     assert final["geodesic_mean_deg"] <= 1.0 and final["geodesic_p99_deg"] <= 3.0
     assert set(final["by_yaw_bin"]) == {"abs_yaw_lt_30", "abs_yaw_30_60", "abs_yaw_ge_60"}
     assert gate["figures_by_set"]["gate"]["geodesic_mean_deg"] == final["geodesic_mean_deg"]
-    assert gate["latency_ms"]["chosen"] < gate["latency_ms"]["float32"]
+    lat = gate["latency_ms"]  # on x86 plain int8 of the students is ~10 % slower than float32 (28.9 vs 25.7 ms)
+    assert lat["chosen"] <= max(lat["float32"], 1.25 * lat["int8_plain"])  # the gate's own speed rule
     it = make_interpreter(str(art / "model.tflite"))
     assert xnnpack_partitions(it) == 1
 
