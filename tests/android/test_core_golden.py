@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import IMAGES, ROOT, VIDEO, WEIGHTS, need_shared
+from tests.conftest import IMAGES, ROOT, VIDEO, WEIGHTS, need_shared
 
 CORE = ROOT / "android_demo" / "core"
 JAVAC, JAVA = shutil.which("javac"), shutil.which("java")

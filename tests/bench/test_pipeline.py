@@ -8,7 +8,7 @@ from headpose.benchmarks.pipeline_latency import STAGES, PipelineSpec, measure_p
 from headpose.runtime.errors import InputError
 from headpose.runtime.manifest import load_manifest
 
-from conftest import VIDEO, need_shared
+from tests.conftest import VIDEO, need_shared
 
 
 def _check_entry(e, frames):

@@ -12,7 +12,7 @@ from headpose.benchmarks.report import (build_report, diff_rows, latency_rows, p
 from headpose.benchmarks.schema import load_result
 from headpose.cli import main
 
-from conftest import VIDEO, need_shared
+from tests.conftest import VIDEO, need_shared
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ from headpose.runtime.errors import ManifestError, UnknownModelError
 from headpose.runtime.manifest import load_manifest, sha256_file
 from headpose.runtime.resolve import parse_ref, resolve_artifact
 
-from conftest import VIDEO, need_shared
+from tests.conftest import VIDEO, need_shared
 
 POSE_ID, DET_ID = "mobilenetv3_small-224-tflite-fp32", "scrfd_500m-640-tflite-fp32"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import threading
 import time
 
@@ -24,7 +23,7 @@ from headpose.runtime.estimator import EstimatorOptions, HeadPoseEstimator
 from headpose.runtime.pipelined import PipelinedRunner, machine_cores, split_threads
 from headpose.runtime.sources import Frame, SourceError, open_source
 from tests.conftest import IMAGES, VIDEO, need_shared
-from tests.runtime.test_robustness import _child, _hidden, _video_frames, _wait_lines
+from tests.runtime.test_robustness import _hidden
 
 
 class _Frames:
@@ -203,24 +202,8 @@ def test_cli_pipelined_source_loss_publishes_what_came_before(det_dir, pose_dir,
     assert _hidden(tmp_path) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_publishes_complete_outputs(det_dir, pose_dir, tmp_path, sig):
-    pytest.importorskip("cv2", reason="video source and output")
-    need_shared(VIDEO)
-    out = {k: tmp_path / f"o.{k}" for k in ("jsonl", "csv", "mp4")}
-    p = _child(det_dir, pose_dir, "--source", VIDEO, "--pipelined", "--jsonl", out["jsonl"], "--csv", out["csv"],
-               "--output", out["mp4"])
-    _wait_lines(p, tmp_path / ".o.jsonl.partial.jsonl", 3)
-    p.send_signal(sig)
-    stdout, stderr = p.communicate(timeout=60)
-    assert p.returncode == 128 + sig, stderr[-2000:]
-    assert "(interrupted)" in stdout and "(pipelined)" in stdout and "Traceback" not in stderr
-    recs = [json.loads(x) for x in out["jsonl"].read_text().splitlines()]
-    assert len(recs) >= 3 and [r["frame"] for r in recs] == list(range(len(recs)))
-    rows = list(csv.reader(out["csv"].open()))
-    assert len(rows) == 1 + sum(len(r["faces"]) for r in recs)
-    assert _video_frames(out["mp4"]) == len(recs)
-    assert _hidden(tmp_path) == []
+# SIGTERM / SIGINT / SIGHUP in pipelined mode on a real child process: test_robustness.py
+# (test_signals_publish_complete_outputs, parametrized over both modes)
 
 
 def test_invoke_releases_the_gil(det_dir):

@@ -71,18 +71,21 @@ def _hidden(folder: Path):
 
 
 # ---- 1. SIGTERM / SIGHUP end like Ctrl-C -------------------------------------------------------
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_sigterm_and_sighup_publish_complete_outputs(det_dir, pose_dir, tmp_path, sig):
+@pytest.mark.parametrize("mode", [(), ("--pipelined",)], ids=["sequential", "pipelined"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["SIGTERM", "SIGHUP", "SIGINT"])
+def test_signals_publish_complete_outputs(det_dir, pose_dir, tmp_path, sig, mode):
     pytest.importorskip("cv2", reason="video source and output")
     need_shared(VIDEO)
     out = {k: tmp_path / f"o.{k}" for k in ("jsonl", "csv", "mp4")}
-    p = _child(det_dir, pose_dir, "--source", VIDEO, "--jsonl", out["jsonl"], "--csv", out["csv"],
+    p = _child(det_dir, pose_dir, "--source", VIDEO, *mode, "--jsonl", out["jsonl"], "--csv", out["csv"],
                "--output", out["mp4"])
     _wait_lines(p, tmp_path / ".o.jsonl.partial.jsonl", 3)
     p.send_signal(sig)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 128 + sig, stderr[-2000:]
-    assert "(interrupted)" in stdout
+    assert "(interrupted)" in stdout and "Traceback" not in stderr
+    if mode:
+        assert "(pipelined)" in stdout
     recs = [json.loads(x) for x in out["jsonl"].read_text().splitlines()]
     assert len(recs) >= 3 and [r["frame"] for r in recs] == list(range(len(recs)))
     rows = list(csv.reader(out["csv"].open()))
