@@ -41,8 +41,17 @@ def face_image():
     return need_shared(IMAGES / "single_face.jpg")
 
 
+def _default_signals() -> None:
+    # the child starts with default handlers even when this test run inherited ignored ones (under
+    # `nohup` SIGHUP is ignored, in a shell's background job SIGINT): `headpose run` deliberately keeps
+    # an inherited ignore, and these tests are about the signals it does receive
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _child(det_dir, pose_dir, *args, env=None, **kw):
-    """``headpose run`` in a child process, its stdout/stderr piped."""
+    """``headpose run`` in a child process, its stdout/stderr piped, default signal handlers."""
+    kw.setdefault("preexec_fn", _default_signals)
     return subprocess.Popen([sys.executable, "-m", "headpose.cli", "run", "--detector", str(det_dir),
                              "--pose", str(pose_dir), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, **kw)
