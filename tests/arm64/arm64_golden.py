@@ -118,7 +118,8 @@ def compare(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarray], meta: d
     """Compare ARM results with the x86 ones; one row per artifact with the worst figures.
 
     int8 artifacts: each raw model output may differ by at most one quantisation step of the int8
-    tensor it is dequantised from (``meta`` holds the steps, read from the model on x86). Where every
+    tensor it is dequantised from (``meta`` holds the steps, read from the model on x86); a pose
+    6-vector computed in float after the int8 body (the float_head remedy) is judged by its angles. Where every
     raw output is bit-identical, everything decoded from it (boxes, keypoints) must be too and the
     angles must agree to ``INT8_ANGLE_ABS``; where some differ by a step, the angles must agree to
     ``INT8_STEP_ANGLE_DEG`` and the face counts must match. Crops (NumPy, model-independent) are
@@ -177,7 +178,11 @@ def compare(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarray], meta: d
             elif kind in ("raw", "ortho6d"):
                 step = steps.get(_raw_name(k))
                 if step is None:
-                    if not np.array_equal(e, g):
+                    # a float output after a float layer (the int8 gate's float_head remedy keeps the
+                    # final FULLY_CONNECTED in float32): the int8 body's one-step differences reach it
+                    # through float arithmetic, so no step bounds it; the angles decoded from it are
+                    # checked against INT8_STEP_ANGLE_DEG below, as for outputs a step apart
+                    if kind == "raw" and not np.array_equal(e, g):
                         row["failures"].append(f"{k}: not bit-identical and no quantisation step is known")
                 elif diff.max() > step * (1 + 1e-4):
                     row["failures"].append(f"{k}: differs by {diff.max() / step:.2f} quantisation steps (> 1)")
