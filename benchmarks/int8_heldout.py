@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -31,8 +32,12 @@ GATE = PROJECT_ROOT / "weights" / "int8" / "gate_heldout.txt"
 DETECTOR = SHARED / "weights" / "scrfd_500m_bnkps.onnx"
 
 
-def measure(model_id: str, variants, work: Path) -> dict:
-    """Figures of each variant (see the module docstring); ``work`` keeps the onnx2tf folder."""
+def measure(model_id: str, variants, work: Path, weights: Optional[Path] = None) -> dict:
+    """Figures of each variant (see the module docstring); ``work`` keeps the onnx2tf folder.
+
+    ``weights`` is the float checkpoint to measure (default ``weights/<model>_fsanet.pt``; e.g. a QAT
+    fine-tune, ``headpose distill --qat``); give each checkpoint its own ``work`` folder.
+    """
     import torch
     from ..convert import calibration as cal
     from ..convert.checkpoint import load_pose_model
@@ -45,7 +50,8 @@ def measure(model_id: str, variants, work: Path) -> dict:
     spec = get_spec(model_id)
     work.mkdir(parents=True, exist_ok=True)
     gate = cal.pose_data(spec, CALIBRATIONS["train"], spec.input_size, True, DETECTOR, gate=[GATE])
-    model = load_pose_model(model_id, PROJECT_ROOT / "weights" / f"{model_id}_fsanet.pt")
+    weights = Path(weights) if weights else PROJECT_ROOT / "weights" / f"{model_id}_fsanet.pt"
+    model = load_pose_model(model_id, weights)
     saved = work / "onnx2tf" / "saved_model"
     if not (saved / "model_float32.tflite").exists():
         onnx_export.export_pose(model, work / "source.onnx", spec.input_size)
@@ -58,7 +64,7 @@ def measure(model_id: str, variants, work: Path) -> dict:
     sources = gate.info["sets"]["gate"]["sources"]
     bounds = np.cumsum([0] + [s["faces"] for s in sources])
     src_of = np.searchsorted(bounds, sample_evenly(int(bounds[-1]), len(gate.parity)), side="right") - 1
-    out = {"model": model_id, "gate": gate.info["sets"]["gate"], "float32_ms": latency_ms(saved / "model_float32.tflite",
+    out = {"model": model_id, "weights": str(weights), "gate": gate.info["sets"]["gate"], "float32_ms": latency_ms(saved / "model_float32.tflite",
                                                                                         gate.parity)}
     for v in variants:
         cname, mode = v.split(":")
@@ -91,9 +97,11 @@ def main(argv=None) -> int:
     p.add_argument("variants", help="comma-separated CALIB:MODE, e.g. video:plain,video:float_head")
     p.add_argument("--work", default="weights/cache/int8-heldout", help="work folder (onnx2tf output is kept)")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--weights", help="float checkpoint (default weights/<model>_fsanet.pt; use its own --work)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    res = measure(args.model, args.variants.split(","), Path(args.work) / args.model)
+    res = measure(args.model, args.variants.split(","), Path(args.work) / args.model,
+                  Path(args.weights) if args.weights else None)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0

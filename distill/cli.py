@@ -89,14 +89,29 @@ def run_distill(args: argparse.Namespace) -> int:
     overlap = set(train_src) & set(val_src)
     if overlap:
         raise InputError(f"sources both in training and validation: {sorted(overlap)}; hold out whole sources")
-    cfg = DistillConfig(student=args.student, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                        weight_decay=args.weight_decay, seed=args.seed, threads=args.threads,
-                        train_size=args.train_size, full_size_epochs=args.full_size_epochs,
-                        max_steps=args.max_steps, length_weight=args.length_weight)
     out = Path(args.out)
-    work = Path(args.work_dir) if args.work_dir else Path(args.cache) / f"{out.stem}.work"
-    sidecar = distill(cfg, train, val, out, work, resume=not args.no_resume, progress=not args.quiet, init=args.init,
-                      bn_crops=args.bn_recalibrate)
+    if args.qat:
+        from .qat import QATConfig, qat_finetune
+        if not args.init:
+            raise InputError("--qat fine-tunes a trained student: give --init CKPT (e.g. weights/"
+                             f"{args.student}_fsanet.pt)")
+        steps = args.epochs * (len(train) // args.batch)
+        cfg_q = QATConfig(student=args.student, steps=min(steps, args.max_steps or steps), batch=args.batch,
+                          lr=args.lr if args.lr is not None else QATConfig.lr, seed=args.seed, threads=args.threads,
+                          weight_decay=args.weight_decay if args.weight_decay is not None else QATConfig.weight_decay,
+                          self_weight=args.self_weight, calib_crops=args.qat_calib,
+                          length_weight=args.length_weight if args.length_weight is not None else QATConfig.length_weight)
+        sidecar = qat_finetune(cfg_q, train, val, out, args.init, progress=not args.quiet)
+    else:
+        cfg = DistillConfig(student=args.student, epochs=args.epochs, batch=args.batch,
+                            lr=args.lr if args.lr is not None else 2e-3,
+                            weight_decay=args.weight_decay if args.weight_decay is not None else 1e-4,
+                            seed=args.seed, threads=args.threads,
+                            train_size=args.train_size, full_size_epochs=args.full_size_epochs,
+                            max_steps=args.max_steps, length_weight=args.length_weight or 0.0)
+        work = Path(args.work_dir) if args.work_dir else Path(args.cache) / f"{out.stem}.work"
+        sidecar = distill(cfg, train, val, out, work, resume=not args.no_resume, progress=not args.quiet,
+                          init=args.init, bn_crops=args.bn_recalibrate)
     if val is not None:
         report = evaluate(load_predictor(out, args.student), val, limit=args.eval_limit,
                           with_consistency=not args.no_consistency)
@@ -175,16 +190,26 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="student checkpoint (.pt, plain state_dict); sidecar .json beside it")
     p.add_argument("--epochs", type=int, default=14)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3; 5e-5 with --qat)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-4; 0 with --qat)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--train-size", type=int, help="train at this input side (faster) before --full-size-epochs")
     p.add_argument("--full-size-epochs", type=int, default=0, help="last epochs at the registry's 224 px")
     p.add_argument("--init", metavar="CKPT", help="start from these weights of the same backbone (fine-tuning, "
                    "e.g. a student trained at a lower --train-size)")
-    p.add_argument("--length-weight", type=float, default=0.0, metavar="W",
-                   help="weight of a hinge keeping the 6D output vectors at least 1 long (int8-friendly; default 0)")
+    p.add_argument("--length-weight", type=float, metavar="W",
+                   help="weight of a hinge keeping the 6D output vectors at least 1 long (int8-friendly; "
+                        "default 0; 1.0 with --qat)")
+    p.add_argument("--qat", action="store_true",
+                   help="quantisation-aware fine-tuning of the --init student (simulated TFLite int8: per-channel "
+                        "weights, per-tensor activations; distill/qat.py); --max-steps is then the total number "
+                        "of steps (else --epochs over the training crops); writes a plain float checkpoint that "
+                        "'headpose convert --precision int8' converts")
+    p.add_argument("--self-weight", type=float, default=1.0, metavar="W",
+                   help="--qat: weight of the geodesic to the --init student's own float rotation (default 1)")
+    p.add_argument("--qat-calib", type=int, default=256, metavar="N",
+                   help="--qat: un-augmented training crops that start the activation ranges (default 256)")
     p.add_argument("--bn-recalibrate", type=int, default=0, metavar="N",
                    help="re-estimate BatchNorm statistics on N un-augmented training crops at the end (default off)")
     p.add_argument("--max-steps", type=int, help="at most this many batches per epoch (dry runs)")
