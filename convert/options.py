@@ -1,8 +1,8 @@
 """``ConvertOptions``: one conversion's arguments, one field per ``headpose convert`` flag.
 
 The CLI builds it from its parsed arguments (:meth:`ConvertOptions.from_args`), the Python API from
-keywords (:func:`headpose.convert.pipeline.convert`); both hand the same object to the format's
-builder (the pipeline for TFLite/ONNX, :mod:`headpose.convert.steps.coreml` for CoreML).
+keywords (:func:`headpose.convert.pipeline.convert`); both hand the same object to the one engine
+(:func:`headpose.convert.pipeline.convert_options`), which hands it to the format's backend.
 :meth:`ConvertOptions.check` refuses options the chosen format does not use instead of dropping them.
 """
 
@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 from ..runtime.errors import InputError
-from ..runtime.registry import ModelSpec
 
 PathLike = Union[str, Path]
 DEFAULT_MAX_INT8_ERROR = 1.0  # geodesic mean, degrees (int8_gate.MAX_MEAN_DEG)
@@ -74,21 +73,3 @@ class ConvertOptions:
                 raise InputError(f"{' and '.join(given)} tune the TFLite/ONNX int8 pose gate; --format coreml has "
                                  f"no such gate (its int8 is weight-only compression, checked by the CoreML "
                                  f"parity figures): leave {'them' if len(given) > 1 else 'it'} out")
-
-
-def check_source(spec: ModelSpec, weights, input_size: Optional[int],
-                 pose_source: str = "a .pt checkpoint or a pose .onnx") -> Tuple[Path, int]:
-    """The argument checks of every format: ``--weights`` is a file (``pose_source``: what a pose model
-    converts from), ``--input-size`` a multiple of 32. Returns the weights path and the input size."""
-    model_id = spec.model_id
-    if weights is None:
-        raise InputError(f"{model_id} needs --weights PATH (a .pt checkpoint for pose models, an .onnx for SCRFD)")
-    path = Path(weights)
-    if not path.is_file():
-        kind = "an SCRFD .onnx file" if spec.task == "face_detection" else pose_source
-        raise InputError(f"weights file '{path}' does not exist: expected {kind}")
-    size = int(input_size or spec.input_size)
-    if size < 32 or size % 32:
-        raise InputError(f"--input-size {size} is not usable: expected a multiple of 32 (e.g. "
-                         f"{spec.input_size}{' or 320' if spec.task == 'face_detection' else ''})")
-    return path, size

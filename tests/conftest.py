@@ -26,14 +26,28 @@ INTEGRATION_MODULES = {"tests/unit/test_convert_edges.py", "tests/unit/test_defa
                        "tests/convert/test_upstream_conformance.py", "tests/convert/test_convert_real.py",
                        "tests/convert/test_xnnpack_partition.py", "tests/distill/test_distill_run.py",
                        "tests/distill/test_int8_gate.py", "tests/android/test_core_golden.py",
-                       "tests/arm64/test_golden_arm.py", "tests/coreml/test_coreml.py"}
+                       "tests/arm64/test_golden_arm.py", "tests/coreml/test_coreml.py",
+                       "tests/runtime/test_shipped_int8.py", "tests/convert/test_steps.py"}
+# single tests that run real models or exports for seconds (measured with --durations), so that the fast
+# run stays under a minute
+INTEGRATION_TESTS = {"tests/convert/test_calib_gate.py::test_several_sources_split_by_source",
+                     "tests/distill/test_evaluate.py::test_eval_cli_reads_the_plans_held_out_list",
+                     "tests/unit/test_checkpoint.py::test_loads_plain_and_training_checkpoints",
+                     "tests/unit/test_checkpoint.py::test_single_linear_head_re_expressed_exactly_and_folded_back_at_export",
+                     "tests/unit/test_checkpoint.py::test_upstream_training_checkpoint_loads_with_epoch_and_args",
+                     "tests/unit/test_checkpoint.py::test_both_mobilenetv3_heads_load_strictly_and_say_which",
+                     "tests/browser/test_live_view.py::test_the_page_passes_its_token_on_off_loopback",
+                     "tests/bench/test_plan.py::test_bench_report_merges_two_devices_one_plot_per_stage",
+                     "tests/bench/test_flops.py::test_registered_backbones_are_ordered_by_cost"}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
-        if rel in INTEGRATION_MODULES or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+        test = f"{rel}::{getattr(item, 'originalname', item.name)}"
+        if rel in INTEGRATION_MODULES or test in INTEGRATION_TESTS \
+                or INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
     if SLOW or config.getoption("-m") and "slow" in config.getoption("-m"):
         return

@@ -1,4 +1,4 @@
-"""CoreML step: pose backbones and SCRFD -> ``.mlpackage`` (ML Program, iOS 16+) with ``manifest.json``.
+"""CoreML backend: pose backbones and SCRFD -> ``.mlpackage`` (ML Program, iOS 16+) with ``manifest.json``.
 
 Route
 -----
@@ -64,17 +64,16 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ...runtime.errors import ConversionError, InputError
 from ...runtime.formats import FORMATS
-from ...runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, artifact_id, write_json_atomic
-from ...runtime.registry import SCRFD_DECODE, get_spec
-from .. import staging
-from ..options import ConvertOptions, check_source
-from . import tool_versions
+from ...runtime.manifest import Manifest, TensorSpec, artifact_id
+from ...runtime.registry import SCRFD_DECODE
+from ..source_file import check_source
+from . import Backend, tool_versions
 
 log = logging.getLogger(__name__)
 
@@ -554,106 +553,76 @@ def _tools(extra: Sequence[str] = ()) -> Dict[str, str]:
     return tool_versions(("coremltools", "torch", "numpy", *extra), absent=None)
 
 
-def _check_source(spec, weights, input_size: Optional[int]) -> Tuple[Path, int]:
-    path, size = check_source(spec, weights, input_size, "a .pt checkpoint")  # the checks of every format
-    with open(path, "rb") as f:
-        head = f.read(4)
-    is_zip = head[:2] == b"PK"  # torch.save's format
-    if spec.task == "face_detection" and is_zip:
-        raise InputError(f"{spec.model_id} converts from an SCRFD ONNX file (e.g. scrfd_500m_bnkps.onnx); "
-                         f"'{path.name}' is a PyTorch file")
-    if spec.task == "head_pose" and not is_zip:
-        raise InputError(f"CoreML pose conversion starts from the PyTorch checkpoint (.pt); '{path.name}' is not "
-                         f"one (a pose ONNX? pass the .pt of the same model)")
-    return path, size
+class CoreMLBackend(Backend):
+    """``--format coreml``: its own route from PyTorch (pose checkpoints; SCRFD through its ONNX graph
+    replayed in PyTorch) to an ML program, with the Linux parity figures described above. Staging,
+    timing, manifest writing and publishing are the engine's (:func:`headpose.convert.pipeline.convert_options`),
+    which refuses the int8-gate options first (:meth:`~headpose.convert.options.ConvertOptions.check`:
+    CoreML compression is weight-only, with no int8 gate)."""
 
+    fmt = "coreml"
+    from_onnx = False
+    layout = "NHWC"
 
-def convert_coreml(opts: ConvertOptions, progress: Optional[Callable[[str], None]] = None) -> Path:
-    """Convert a pose checkpoint or an SCRFD ONNX into a CoreML artifact directory.
+    def check_source(self, spec, weights, input_size: Optional[int]) -> Tuple[Path, int, str]:
+        path, size = check_source(spec, weights, input_size, "a .pt checkpoint")  # the checks of every format
+        with open(path, "rb") as f:
+            head = f.read(4)
+        is_zip = head[:2] == b"PK"  # torch.save's format
+        if spec.task == "face_detection" and is_zip:
+            raise InputError(f"{spec.model_id} converts from an SCRFD ONNX file (e.g. scrfd_500m_bnkps.onnx); "
+                             f"'{path.name}' is a PyTorch file")
+        if spec.task == "head_pose" and not is_zip:
+            raise InputError(f"CoreML pose conversion starts from the PyTorch checkpoint (.pt); '{path.name}' is not "
+                             f"one (a pose ONNX? pass the .pt of the same model)")
+        return path, size, "onnx" if spec.task == "face_detection" else "checkpoint"
 
-    :func:`headpose.convert.pipeline.convert` dispatches ``--format coreml`` here with its
-    :class:`~headpose.convert.options.ConvertOptions` (which refuses the int8-gate options: CoreML
-    compression is weight-only). Staging, publishing (``--force`` with rollback) and step timing are
-    those of the pipeline (:mod:`headpose.convert.staging`); the tools' versions are
-    :func:`headpose.convert.steps.tool_versions`.
+    def build(self, job) -> Manifest:
+        """Write ``model.mlpackage``, ``reference.npz`` and ``verify_coreml.py`` into ``job.stage``.
 
-    Parameters
-    ----------
-    opts.model : str
-        Registered model (a pose backbone or an SCRFD detector).
-    opts.weights : path
-        Pose: ``.pt`` checkpoint. SCRFD: ``.onnx`` file.
-    opts.precision : str
-        ``fp32``, ``fp16``, ``int8`` or ``palettize6``.
-    opts.input_size : int, optional
-        Square input side; the registry's by default (224 pose, 640 SCRFD).
-    opts.out : path
-        Parent folder; the artifact is ``out/{model}-{size}-coreml-{precision}/``.
-    opts.force : bool
-        Replace an existing artifact.
-    opts.calib : path, optional
-        Real video/images for the parity figures and the reference data (default:
-        ``$HEADPOSE_DATA`` or ``../shared/data/in_video.mp4``). No calibration is needed: CoreML
-        compression here is weight-only.
-    opts.detector : path, optional
-        SCRFD ONNX that finds faces for pose crops (default: ``$HEADPOSE_DETECTOR``, weights/, shared).
-    progress : callable, optional
-        Called with one line per finished step.
+        ``job.calib``: real video/images for the parity figures and the reference data (default
+        ``$HEADPOSE_DATA`` or ``../shared/data/in_video.mp4``; no calibration is needed: the
+        compression is weight-only); ``job.detector``: the SCRFD ONNX that finds faces for pose
+        crops (default ``$HEADPOSE_DETECTOR``, weights/, shared).
 
-    Returns
-    -------
-    Path of the artifact directory: ``model.mlpackage``, ``manifest.json``, ``reference.npz``,
-    ``verify_coreml.py``.
+        Returns
+        -------
+        The validated manifest (``file_sha256``: :func:`mlpackage_digest` of the package).
 
-    Raises
-    ------
-    ConversionError, InputError, CheckpointError, UnknownModelError
-        Bad arguments or sources, a failed step or parity check; no artifact is left behind.
-    """
-    t0 = time.perf_counter()
-    model_id, precision, force, detector = opts.model, opts.precision, opts.force, opts.detector
-    spec = get_spec(model_id)
-    if precision not in PRECISIONS:
-        raise InputError(f"CoreML precision '{precision}' is not supported: expected one of {', '.join(PRECISIONS)}")
-    weights, size = _check_source(spec, opts.weights, opts.input_size)
-    out_dir = Path(opts.out)
-    aid = artifact_id(model_id, size, "coreml", precision)
-    dst = out_dir / aid
-    if dst.exists() and not force:
-        raise ConversionError(f"artifact '{dst}' already exists: pass --force to replace it")
-    src_data = _resolve_data(opts.calib)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging.sweep(out_dir)  # leftovers of conversions killed with -9
-    tmp = staging.stage_folder(out_dir, aid)
-    import torch
-    threads = torch.get_num_threads()
-    # one intra-op thread: the parity runs are single small images, and on a loaded machine torch's
-    # spinning worker threads make each call tens of times slower than one thread
-    torch.set_num_threads(1)
-    try:
-        if spec.task == "head_pose":
-            d = _convert_pose(spec, weights, precision, size, tmp, src_data, detector)
-        else:
-            d = _convert_scrfd(spec, weights, precision, size, tmp, src_data)
+        Raises
+        ------
+        ConversionError
+            A failed step or parity check.
+        """
+        spec, precision, size, weights, tmp = job.spec, job.precision, job.size, job.src, job.stage
+        src_data = _resolve_data(job.calib)
+        import torch
+        threads = torch.get_num_threads()
+        # one intra-op thread: the parity runs are single small images, and on a loaded machine torch's
+        # spinning worker threads make each call tens of times slower than one thread
+        torch.set_num_threads(1)
+        try:
+            if spec.task == "head_pose":
+                d = _convert_pose(job, src_data)
+            else:
+                d = _convert_scrfd(job, src_data)
+        finally:
+            torch.set_num_threads(threads)
         sha, nbytes = mlpackage_digest(tmp / MODEL_FILE)
         from ..calibration import file_sha256, source_sha256
+        aid = artifact_id(spec.model_id, size, "coreml", precision)
         d.update(id=aid, file_sha256=sha, file_bytes=nbytes)
         d["source"].update(path=str(weights), sha256=file_sha256(weights))
         d["parity"]["data"].update(sha256=source_sha256(src_data))
-        d["parity"]["conversion_seconds"] = round(time.perf_counter() - t0, 1)
-        Manifest.from_dict(d, where=aid)  # validate against the schema before publishing
-        write_json_atomic(tmp / MANIFEST_NAME, d)
         shutil.copyfile(Path(__file__).parents[1] / "coreml_check.py", tmp / CHECKER_FILE)
-        staging.publish(tmp, dst, force)
-    finally:
-        torch.set_num_threads(threads)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    msg = f"{aid}: {nbytes / 1e6:.2f} MB in {time.perf_counter() - t0:.0f} s"
-    log.info("wrote %s (%s)", dst, msg)
-    if progress:
-        progress(msg)
-    return dst
+        msg = f"{aid}: {nbytes / 1e6:.2f} MB"
+        log.info("built %s", msg)
+        if job.progress:
+            job.progress(msg)
+        return Manifest.from_dict(d, where=aid)  # validated before the engine writes and publishes it
+
+
+BACKEND = CoreMLBackend()
 
 
 def _manifest(spec, precision: str, size: int, outputs: List[TensorSpec], coreml: Dict, parity: Dict,
@@ -680,8 +649,8 @@ def _coreml_block(scale: float, bias: Sequence[float], gain: np.ndarray, spec, r
             "ops": desc["ops"], "spec_version": desc["spec_version"]}
 
 
-def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src_data: Path,
-                  detector: Optional[Union[str, Path]]) -> Dict:
+def _convert_pose(job, src_data: Path) -> Dict:
+    spec, weights, precision, size, tmp, detector = job.spec, job.src, job.precision, job.size, job.stage, job.detector
     from torch.fx.experimental.optimization import fuse
     from ..calibration import default_detector
     from ..checkpoint import load_pose_checkpoint
@@ -692,8 +661,7 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
     if det is None or not det.exists():
         raise ConversionError("pose parity needs a face detector ONNX to find faces: pass --detector or set "
                               "$HEADPOSE_DETECTOR (scrfd_500m_bnkps.onnx)")
-    timings: Dict[str, float] = {}
-    with staging.timed_step("trace", timings):
+    with job.step("trace"):
         original, ckpt = load_pose_checkpoint(spec.model_id, weights)
         # batch norm fused into the convolutions here (coremltools would fuse it anyway), so that the
         # program's weights correspond one to one to this module's and can be read back for the estimate
@@ -701,15 +669,15 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
         scale, bias, gain = image_affine(spec.mean, spec.std)
         fold_input_gain(first_conv(folded), gain)
         traced = _trace(folded, size)
-    with staging.timed_step("coremltools-convert", timings):
+    with job.step("coremltools-convert"):
         mlmodel = to_mlprogram(traced, size, scale, bias, [POSE_OUTPUT], precision)
-    with staging.timed_step(f"compress-{precision}", timings):
+    with job.step(f"compress-{precision}"):
         mlmodel = compress(mlmodel, precision)
-    with staging.timed_step("save", timings):
+    with job.step("save"):
         mlmodel.save(str(tmp / MODEL_FILE))
-    with staging.timed_step("face-crops", timings):
+    with job.step("face-crops"):
         crops = _pose_crops(src_data, det, size, spec.decode["crop"]["margin"])
-    with staging.timed_step("parity", timings):
+    with job.step("parity"):
         par, ref, emu = _pose_parity(original, traced, artifact_weight_module(folded, mlmodel, precision), crops,
                                      spec, scale, bias)
     ship = sample_evenly(len(crops), N_REFERENCE_POSE)
@@ -725,8 +693,7 @@ def _convert_pose(spec, weights: Path, precision: str, size: int, tmp: Path, src
                                          precision, {"pose_max_deg": par["artifact_weights_emulated"]["max_geodesic_deg"]})},
               "reference": {"file": REFERENCE_FILE, "image": "uint8 RGB (N, S, S, 3) face crops",
                             "ortho6d": "float32 (N, 6) of the original checkpoint (float32 PyTorch)",
-                            "ortho6d_emulated": "float32 (N, 6) of the artifact-weight estimate"},
-              "step_seconds": timings}
+                            "ortho6d_emulated": "float32 (N, 6) of the artifact-weight estimate"}}
     coreml = _coreml_block(scale, bias, gain, spec, "pytorch checkpoint -> batch norm fused (torch.fx) -> "
                            "torch.jit.trace -> coremltools", mlmodel, tmp / MODEL_FILE)
     outputs = [TensorSpec(name=POSE_OUTPUT, shape=[1, 6], dtype="float32", role="ortho6d")]
@@ -774,13 +741,13 @@ class _ScrfdFigures:
                 "min_matched_iou": self.min_iou}
 
 
-def _convert_scrfd(spec, weights: Path, precision: str, size: int, tmp: Path, src_data: Path) -> Dict:
+def _convert_scrfd(job, src_data: Path) -> Dict:
+    spec, weights, precision, size, tmp = job.spec, job.src, job.precision, job.size, job.stage
     import torch
     from ...runtime.preprocess import normalise
     from ..facedata import OnnxFaceDetector, iter_frames
     from ..models.scrfd_torch import OUTPUT_ORDER, ScrfdTorch, compare_with_onnx, output_name
-    timings: Dict[str, float] = {}
-    with staging.timed_step("onnx-replay-check", timings):
+    with job.step("onnx-replay-check"):
         module = ScrfdTorch(weights, size).eval()
         # 1. the PyTorch replay against ONNX Runtime on real frames (float blobs, as the runtime makes them)
         frames = [f for _, f in iter_frames(src_data, every=25)][:N_PARITY_FRAMES]
@@ -793,13 +760,13 @@ def _convert_scrfd(spec, weights: Path, precision: str, size: int, tmp: Path, sr
     if not np.allclose(gain, 1.0):
         raise ConversionError(f"{spec.model_id}: per-channel std {spec.std}; the SCRFD route expects one std")
     names = [output_name(r, s) for r, s in OUTPUT_ORDER]
-    with staging.timed_step("trace", timings):
+    with job.step("trace"):
         traced = _trace(module, size)
-    with staging.timed_step("coremltools-convert", timings):
+    with job.step("coremltools-convert"):
         mlmodel = to_mlprogram(traced, size, scale, bias, names, precision)
-    with staging.timed_step(f"compress-{precision}", timings):
+    with job.step(f"compress-{precision}"):
         mlmodel = compress(mlmodel, precision)
-    with staging.timed_step("save", timings):
+    with job.step("save"):
         mlmodel.save(str(tmp / MODEL_FILE))
     t_parity = time.perf_counter()
     # 2. the traced graph fed scale*pixel+bias (the ImageType) vs ONNX fed (pixel-mean)/std, uint8 canvases;
@@ -822,7 +789,7 @@ def _convert_scrfd(spec, weights: Path, precision: str, size: int, tmp: Path, sr
             ref_out[output_name(*key)].append(ref[key])
         traced_fig.add(ref, got, size, float(s))
         emu_fig.add(ref, emu, size, float(s))
-    timings["parity"] = round(time.perf_counter() - t_parity, 2)
+    job.timings["parity"] = round(time.perf_counter() - t_parity, 2)
     ship = list(range(min(N_REFERENCE_FRAMES, len(canvases))))
     np.savez_compressed(tmp / REFERENCE_FILE, image=canvases[ship], letterbox_scale=lb_scales[ship],
                         **{n: np.concatenate([v[i] for i in ship]) for n, v in ref_out.items()})
@@ -842,8 +809,7 @@ def _convert_scrfd(spec, weights: Path, precision: str, size: int, tmp: Path, sr
                                          "score_max_abs": emu_fig.score_all,
                                          "dist_max_abs": emu_fig.dist_pos})},
               "reference": {"file": REFERENCE_FILE, "image": "uint8 RGB (N, S, S, 3) letterboxed frames",
-                            "outputs": "ONNX Runtime raw outputs by CoreML output name, (N, A, C) float32"},
-              "step_seconds": timings}
+                            "outputs": "ONNX Runtime raw outputs by CoreML output name, (N, A, C) float32"}}
     t = traced_fig.summary()
     if t["min_matched_iou"] < 0.999 or t["faces_onnx"] != t["faces_test"] or t["faces_onnx_unmatched"]:
         raise ConversionError(f"the traced SCRFD graph finds other faces than ONNX Runtime ({t}); refusing to publish")

@@ -13,7 +13,7 @@ from typing import List, Optional, Union
 
 import numpy as np
 
-from ...runtime.errors import ConversionError, InputError
+from ...runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""ONNX-format precisions: fp32 (as is), fp16 (float16 weights and activations, float32 I/O),
+"""ONNX backend (``--format onnx``, on the engine's ONNX route). Precisions: fp32 (as is), fp16 (float16 weights and activations, float32 I/O),
 dynamic-int8 and int8 (ONNX Runtime quantisation, per-channel: dynamic-int8 stores uint8 weights, the
 only kind ONNX Runtime's ConvInteger runs; int8 is static QDQ with int8 weights and activations
 calibrated on the real calibration set)."""
@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 
 from ...runtime.errors import ConversionError
+from . import Backend, quantization_block
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +64,45 @@ def make(src: Union[str, Path], precision: str, dst: Union[str, Path], calibrati
     quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     return dst
+
+
+class OnnxBackend(Backend):
+    """``--format onnx``: the simplified graph itself (fp32) or ONNX Runtime's quantisation of it
+    (:func:`make`); NCHW input, the graph's own names."""
+
+    fmt = "onnx"
+    layout = "NCHW"
+
+    def check_source(self, spec, weights, input_size):
+        from ..source_file import check_onnx_route_source
+        return check_onnx_route_source(spec, weights, input_size)
+
+    def make_model(self, job, onnx_path: Path) -> Path:
+        model_file = job.stage / "model.onnx"
+        with job.step(f"onnx-{job.precision}"):
+            make(onnx_path, job.precision, model_file,
+                 job.data.calibration if job.precision == "int8" else None, job.work)
+        return model_file
+
+    def io(self, model_file: Path):
+        import onnx
+        m = onnx.load(str(model_file))
+        inits = {i.name for i in m.graph.initializer}
+
+        def rows(vis):
+            out = []
+            for v in vis:
+                if v.name in inits:
+                    continue
+                shape = [d.dim_value if d.HasField("dim_value") else 1 for d in v.type.tensor_type.shape.dim]
+                out.append((v.name, shape, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name))
+            return out
+        return rows(m.graph.input), rows(m.graph.output)
+
+    def quantization(self, job, int8_in) -> Dict:
+        # ONNX Runtime's CPU ConvInteger (dynamic quantisation) stores uint8 weights
+        return quantization_block(job.precision, job.data.info if job.precision == "int8" else None,
+                                  weights="uint8" if job.precision == "dynamic-int8" else "int8")
+
+
+BACKEND = OnnxBackend()

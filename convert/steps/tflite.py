@@ -1,4 +1,4 @@
-"""TFLite step: onnx2tf (ONNX NCHW -> TensorFlow NHWC) and the TFLite converter for each precision.
+"""TFLite backend: onnx2tf (ONNX NCHW -> TensorFlow NHWC) and the TFLite converter for each precision.
 
 onnx2tf runs in-process inside a temporary working directory. It never reaches the network: the
 sample file it would otherwise download (``calibration_image_sample_data_20x128x128x3_float32.npy``,
@@ -13,44 +13,22 @@ SELECT_TF_OPS fallback), per-channel weights, and float32 input/output around th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 
 from ...runtime.errors import ConversionError
 from ...runtime.formats import precisions_of
 from ...runtime.manifest import write_atomic
+from . import Backend, quantization_block, redirect_fds
 
 log = logging.getLogger(__name__)
 
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 PRECISIONS = precisions_of("tflite")
-
-
-@contextlib.contextmanager
-def redirect_fds(log_path: Union[str, Path]) -> Iterator[None]:
-    """Send fd 1 and fd 2 (Python and native writes) to ``log_path`` for the duration."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with open(log_path, "ab") as f:
-        saved = os.dup(1), os.dup(2)
-        try:
-            os.dup2(f.fileno(), 1)
-            os.dup2(f.fileno(), 2)
-            with open(log_path, "a") as text, contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 def write_onnx2tf_sample(work_dir: Union[str, Path], images_rgb01: np.ndarray) -> Path:
@@ -305,3 +283,61 @@ def int8_input_step(model_file: Union[str, Path], inputs: np.ndarray, work: Unio
         shutil.copyfile(keep, model_file)
         return None
     return {**info, "vs_float_input_max_abs": worst, "samples": int(len(x))}
+
+
+class TFLiteBackend(Backend):
+    """``--format tflite`` on the engine's ONNX route: onnx2tf's SavedModel (cached), the TFLite
+    converter at the precision, the int8 accuracy gate (pose families), the int8 input tensor, and the
+    XNNPACK partition count recorded after parity."""
+
+    fmt = "tflite"
+    layout = "NHWC"
+
+    def check_source(self, spec, weights, input_size):
+        from ..source_file import check_onnx_route_source
+        return check_onnx_route_source(spec, weights, input_size)
+
+    def make_model(self, job, onnx_path: Path) -> Path:
+        int8 = job.precision == "int8"
+        with job.step("onnx2tf"):
+            saved = cached_saved_model(onnx_path, job.data.sample_rgb01)
+        model_file = job.stage / "model.tflite"
+        with job.step(f"quantize-{job.precision}"):
+            quantize(saved, job.precision, model_file, job.data.calibration if int8 else None,
+                     job.work / "quantize.log")
+        if int8 and job.family.gates_int8(job):
+            with job.step("int8-gate"):
+                job.int8_gate = job.family.int8_gate(job, saved, model_file)
+        return model_file
+
+    def input_quantisation(self, job, model_file: Path) -> Optional[Dict]:
+        if job.precision != "int8":
+            return None
+        with job.step("int8-input"):  # the pixels' int8 values in, the normalisation in the input quantisation
+            return int8_input_step(model_file, job.data.parity, job.work)
+
+    def io(self, model_file: Path):
+        from ...runtime.interpreter import make_interpreter
+        it = make_interpreter(model_file)
+
+        def rows(details):
+            return [(d["name"], [int(v) for v in d["shape"]], np.dtype(d["dtype"]).name) for d in details]
+        return rows(it.get_input_details()), rows(it.get_output_details())
+
+    def quantization(self, job, int8_in: Optional[Dict]) -> Dict:
+        quant = quantization_block(job.precision, job.data.info if job.precision == "int8" else None)
+        if int8_in:
+            quant.update({"io_dtype": "int8 input, float32 outputs",
+                          "io_note": "int8 input tensor taking the quantised normalised pixels (input."
+                                     "normalisation: input_quantisation), float32 outputs (dequantize in "
+                                     "the graph)", "int8_input": int8_in})
+        if job.int8_gate:
+            quant["int8_gate"] = job.int8_gate
+        return quant
+
+    def records(self, model_file: Path) -> Dict:
+        from ...runtime.interpreter import xnnpack_partitions
+        return {"xnnpack_partitions": xnnpack_partitions(model_file)}  # 1: the whole graph runs in XNNPACK
+
+
+BACKEND = TFLiteBackend()

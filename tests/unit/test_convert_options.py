@@ -92,10 +92,46 @@ def test_publish_replaces_with_force_and_rolls_back(tmp_path, monkeypatch):
 
 
 def test_every_format_is_built_by_a_step_module():
-    """runtime/formats.py names, per format, the module of convert/steps/ that writes the model file:
-    tflite, onnx_quantize and coreml (CoreML is a step like the others, not a route of its own)."""
+    """runtime/formats.py names, per format, the module of convert/steps/ that builds it; that module's
+    BACKEND (one interface, :class:`headpose.convert.steps.Backend`) is the only code that knows the
+    format: CoreML is a backend like the others, not an engine of its own."""
     import importlib.util
+    from headpose.convert.steps import Backend, backend_of
     from headpose.runtime.formats import FORMATS
     for f in FORMATS.values():
         assert importlib.util.find_spec(f"headpose.convert.steps.{f.step}") is not None, f
+        backend = backend_of(f.name)
+        assert isinstance(backend, Backend) and backend.fmt == f.name
+        own = type(backend).build is not Backend.build  # a route of its own, or the engine's ONNX route
+        assert own != backend.from_onnx, f.name
     assert importlib.util.find_spec("headpose.convert.coreml") is None
+    with pytest.raises(InputError, match="format 'keras' is not supported: expected one of tflite, onnx, coreml"):
+        backend_of("keras")
+
+
+@pytest.mark.parametrize("fmt, precision", [("onnx", "palettize6"), ("tflite", "palettize6"), ("coreml", "dynamic-int8")])
+def test_the_engine_refuses_a_precision_the_format_lacks(tmp_path, fmt, precision):
+    """The format table's precisions, checked by the one engine for every format before any work."""
+    from headpose.convert.pipeline import convert
+    from headpose.runtime.formats import precisions_of
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"PK")
+    with pytest.raises(InputError, match=f"precision '{precision}' is not supported by --format {fmt}: expected one "
+                                         f"of {', '.join(precisions_of(fmt))}"):
+        convert("mobilenetv3_small", weights, fmt=fmt, precision=precision, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt, model, name, expected", [
+    ("coreml", "mobilenetv3_small", "pose.onnx", "CoreML pose conversion starts from the PyTorch checkpoint"),
+    ("coreml", "scrfd_500m", "det.pt", "converts from an SCRFD ONNX file"),
+    ("tflite", "scrfd_500m", "det.pt", "converts from an SCRFD ONNX file"),
+    ("onnx", "mobilenetv3_small", "missing.pt", "does not exist: expected a .pt checkpoint or a pose .onnx")])
+def test_each_backend_checks_its_source(tmp_path, fmt, model, name, expected):
+    from headpose.convert.pipeline import convert
+    weights = tmp_path / name
+    if name != "missing.pt":
+        weights.write_bytes(b"PK\x03\x04" if name.endswith(".pt") else b"\x08\x07")
+    with pytest.raises(InputError, match=expected):
+        convert(model, weights, fmt=fmt, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
