@@ -113,6 +113,22 @@ def _pose_weights_map(items: List[str]) -> Dict[str, Path]:
     return out
 
 
+def command_of(args: argparse.Namespace) -> str:
+    """The command that repeats a run: the words ``headpose`` parsed (``args.argv``, set by
+    :func:`headpose.cli.main`, whoever called it), else rebuilt from the parsed arguments
+    (``--flag value`` for every value given), never the process's ``sys.argv`` (pytest's, when
+    called from Python)."""
+    words = getattr(args, "argv", None)
+    if words is None:
+        words = [args.command] if getattr(args, "command", None) else []
+        for k, v in sorted(vars(args).items()):
+            if k in ("func", "command", "argv", "verbose") or v is None or v is False or callable(v):
+                continue
+            flag = "--" + k.replace("_", "-")
+            words += [flag] if v is True else [w for x in (v if isinstance(v, list) else [v]) for w in (flag, str(x))]
+    return shlex.join(["headpose", *map(str, words)])
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -328,7 +344,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "run_id": run_id,
         "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": {"name": "headpose bench", "version": __version__,
-                 "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+                 "command": command_of(args)},
         "device": device,
         "load": watch.finish(),
         "budgets": dict(BUDGETS),
@@ -392,7 +408,7 @@ def _header(args, device, run_id, started, load) -> dict:
     return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "run_id": run_id,
             "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "tool": {"name": "headpose bench", "version": __version__,
-                     "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+                     "command": command_of(args)},
             "device": device, "load": load, "budgets": dict(BUDGETS)}
 
 
@@ -470,7 +486,7 @@ def _bench_artifacts(args, device, run_id, started, watch, threads, xnn, batches
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "run_id": run_id,
         "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": {"name": "headpose bench", "version": __version__,
-                 "command": "headpose " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+                 "command": command_of(args)},
         "device": device, "load": watch.finish(),
         "budgets": dict(BUDGETS),
         "settings": {"artifacts": [str(d) for d in dirs], "threads": threads, "xnnpack": xnn, "batch": batches,

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,9 @@ def test_runs_are_valid_results(two_runs):
         assert e["runtime"] == "onnxruntime" and e["threads"] == 1 and e["stats"]["n"] == 5
         assert len(e["samples_ms"]) == 5 and e["stats"]["min"] <= e["stats"]["p50"] <= e["stats"]["max"]
         assert e["file_sha256"] and r["artifacts"][0]["id"] == e["artifact"]
+        # the command that repeats the run is what headpose parsed, not this process's argv (pytest's)
+        words = shlex.split(r["tool"]["command"])
+        assert words[:3] == ["headpose", "bench", str(VIDEO)] and "--device-name" in words, words
     ids = {load_result(f)["run_id"] for f in two_runs}
     assert len(ids) == 2
 
