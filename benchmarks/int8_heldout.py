@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", help="float checkpoint (default weights/<model>_fsanet.pt; use its own --work)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    res = measure(args.model, args.variants.split(","), Path(args.work) / args.model,
+    res = measure(args.model, args.variants.split(","), Path(args.work).resolve() / args.model,  # onnx2tf runs elsewhere
                   Path(args.weights) if args.weights else None)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
