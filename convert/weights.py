@@ -42,11 +42,17 @@ class Weights:
 
 
 def trained_pose_checkpoint(model_id: str, weights_dir: Path = WEIGHTS_DIR) -> Optional[Path]:
-    """The project's trained checkpoint of ``model_id`` (``<model>.pt`` or newest ``<model>_*.pt``), if any."""
+    """The project's trained checkpoint of ``model_id`` (``<model>.pt`` or newest ``<model>_*.pt``), if any.
+
+    Quantisation-aware fine-tunes (``<model>_*_qat.pt``, ``headpose distill --qat``: made for the int8
+    artifact of ``weights/int8/``) are not candidates; name one with ``--weights``. Ties of modification
+    time (a fresh clone) go by name.
+    """
     exact = weights_dir / f"{model_id}.pt"
     if exact.is_file():
         return exact
-    cands = sorted(weights_dir.glob(f"{model_id}_*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    cands = sorted((p for p in weights_dir.glob(f"{model_id}_*.pt") if not p.stem.endswith("_qat")),
+                   key=lambda p: (-p.stat().st_mtime, p.name))
     return cands[0] if cands else None
 
 

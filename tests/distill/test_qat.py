@@ -27,6 +27,7 @@ from tests.conftest import ROOT, VIDEO, need_shared
 
 STUDENT = ROOT / "weights" / "mobilenetv3_small_fsanet.pt"
 SHIPPED_INT8 = ROOT / "weights" / "int8" / "mobilenetv3_small-224-tflite-int8"
+SHIPPED_INT8_SOURCE = ROOT / "weights" / "mobilenetv3_small_fsanet_qat.pt"  # what SHIPPED_INT8 is converted from
 
 
 def _inputs(cs, n=24):
@@ -79,7 +80,7 @@ def test_quantisation_on_differs_like_int8_tflite(small_cropset):
     """On real crops the simulated int8 moves the rotation by the order of the shipped int8 TFLite model."""
     from headpose.distill.teachers import ArtifactTeacher
     base, x = _inputs(small_cropset, 48)
-    ref = load_pose_model("mobilenetv3_small", STUDENT).eval()
+    ref = load_pose_model("mobilenetv3_small", SHIPPED_INT8_SOURCE).eval()
     qm = FakeQuantModel(copy.deepcopy(ref))
     with torch.no_grad():
         qm.calibrate([x[:24], x[24:]])
