@@ -101,7 +101,8 @@ def onnx_to_saved_model(onnx_path: Union[str, Path], work_dir: Union[str, Path],
     ConversionError
         When onnx2tf fails (its log is named in the message).
     """
-    work_dir = Path(work_dir)
+    # absolute before the chdir below: a relative --out (the CLI's default weights/exports) must still be found
+    onnx_path, work_dir = Path(onnx_path).resolve(), Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     write_onnx2tf_sample(work_dir, sample_rgb01)
     out = work_dir / "saved_model"
@@ -112,7 +113,7 @@ def onnx_to_saved_model(onnx_path: Union[str, Path], work_dir: Union[str, Path],
     try:
         os.chdir(work_dir)
         with redirect_fds(log_path):
-            onnx2tf.convert(input_onnx_file_path=str(Path(onnx_path).resolve()), output_folder_path=str(out),
+            onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(out),
                             output_signaturedefs=True, copy_onnx_input_output_names_to_tflite=True,
                             not_use_onnxsim=True, non_verbose=True, verbosity="error")
     except (Exception, SystemExit) as e:

@@ -108,16 +108,17 @@ def test_onnx_format_force_and_failed_gate(capsys, seeded_ckpt, tmp_path, monkey
 
 
 def test_cli_tflite_prints_artifact_last(seeded_ckpt, tmp_path):
-    """A real subprocess run: onnx2tf's console output must not reach stdout; timings go to stderr."""
+    """A real subprocess run: onnx2tf's console output must not reach stdout; timings go to stderr. The
+    --out is relative, as the CLI's default (weights/exports) is: onnx2tf runs in another directory."""
     need_shared(IMAGES)
     exe = [sys.executable, "-m", "headpose.cli"]
     r = subprocess.run(exe + ["convert", "mobilenetv3_small", "--weights", str(seeded_ckpt("mobilenetv3_small")),
-                              "--calib", str(IMAGES), "--out", str(tmp_path)],
-                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+                              "--calib", str(IMAGES), "--out", "exports"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
-    art = tmp_path / "mobilenetv3_small-224-tflite-fp32"
-    assert lines == [str(art)], r.stdout[-2000:]
+    art = tmp_path / "exports" / "mobilenetv3_small-224-tflite-fp32"
+    assert lines == ["exports/mobilenetv3_small-224-tflite-fp32"], r.stdout[-2000:]
     assert "[convert] onnx2tf:" in r.stderr and "parity mobilenetv3_small tflite fp32" in r.stderr
     assert (art / "model.tflite").exists() and (art / "manifest.json").exists()
 
