@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Set, Tuple
 
 from .errors import HeadposeError, InputError, ManifestError
 from .manifest import MANIFEST_NAME, artifact_id, load_manifest
@@ -160,11 +160,12 @@ def resolve_artifact(text: str, task: Optional[str] = None, precision: Optional[
 
 # -- the fast defaults of `headpose run` -------------------------------------------------------------
 
-def _student_sha256(model: str, root: Path) -> Optional[str]:
-    """sha256 of the project's shipped student checkpoint ``weights/<model>_fsanet.pt`` (None if absent)."""
+def _student_sha256s(model: str, root: Path) -> Set[str]:
+    """sha256 of the project's shipped students of ``model``: ``weights/<model>_fsanet.pt`` and its
+    quantisation-aware fine-tune ``weights/<model>_fsanet_qat.pt`` (what int8 artifacts are made from)."""
     from .manifest import sha256_file
-    p = root / "weights" / f"{model}_fsanet.pt"
-    return sha256_file(p) if p.is_file() else None
+    files = (root / "weights" / f"{model}_fsanet{tail}.pt" for tail in ("", "_qat"))
+    return {sha256_file(p) for p in files if p.is_file()}
 
 
 def gates_passed(m, root: Path = PROJECT_ROOT) -> Tuple[bool, str]:
@@ -173,7 +174,8 @@ def gates_passed(m, root: Path = PROJECT_ROOT) -> Tuple[bool, str]:
     Its conversion's parity gate passed; an int8 pose artifact also passed the int8 accuracy gate
     (``quantization.int8_gate.passed``: an artifact converted without the gate does not qualify); a
     pose artifact was converted from the project's shipped student (its ``source.sha256`` is that of
-    ``weights/<model>_fsanet.pt``: seeded or foreign weights never become a default); tflite format.
+    ``weights/<model>_fsanet.pt`` or of its ``_qat`` fine-tune: seeded or foreign weights never become
+    a default); tflite format.
     """
     if m.format != "tflite":
         return False, f"format {m.format}"
@@ -182,9 +184,8 @@ def gates_passed(m, root: Path = PROJECT_ROOT) -> Tuple[bool, str]:
     if m.task == "head_pose":
         if m.precision == "int8" and ((m.quantization or {}).get("int8_gate") or {}).get("passed") is not True:
             return False, "converted without the int8 accuracy gate"
-        want = _student_sha256(m.model, root)
-        if want is None or (m.source or {}).get("sha256") != want:
-            return False, "not converted from the shipped student weights/" + f"{m.model}_fsanet.pt"
+        if (m.source or {}).get("sha256") not in _student_sha256s(m.model, root):
+            return False, f"not converted from the shipped student weights/{m.model}_fsanet.pt (or its _qat fine-tune)"
     return True, ""
 
 

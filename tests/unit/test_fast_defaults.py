@@ -72,6 +72,11 @@ def test_first_gate_passing_candidate_in_order(root, tmp_path):
     good = tmp_path / "good"
     _write(good, pose8[0], "int8", source_sha=student)
     assert fast_default("head_pose", [exports, cache, good], root=root, measure=False).parent == good
+    # the shipped student's quantisation-aware fine-tune (weights/<model>_fsanet_qat.pt) is the project's too
+    (root / "weights" / "mobilenetv3_small_fsanet_qat.pt").write_bytes(b"qat student")
+    qat = tmp_path / "qat"
+    _write(qat, pose8[0], "int8", source_sha=sha256_file(root / "weights" / "mobilenetv3_small_fsanet_qat.pt"))
+    assert fast_default("head_pose", [exports, cache, qat], root=root, measure=False).parent == qat
 
 
 def test_failed_parity_never_becomes_a_default(root, tmp_path):
