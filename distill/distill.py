@@ -111,6 +111,19 @@ def length_penalty(v):
     return torch.relu(1.0 - n).pow(2).mean()
 
 
+def optimise(opt, loss, out6, length_weight: float, losses: list, bar=None) -> None:
+    """One optimiser step on ``loss`` plus ``length_weight`` x :func:`length_penalty` of the (B, 6)
+    outputs ``out6``; the loss (radians) is appended to ``losses``; ``bar`` (tqdm) shows the recent mean."""
+    if length_weight:
+        loss = loss + length_weight * length_penalty(out6)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    losses.append(float(loss.detach()))
+    if bar is not None:
+        bar.set_postfix(loss_deg=f"{math.degrees(np.mean(losses[-50:])):.2f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+
+
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -296,15 +309,8 @@ def distill(cfg: DistillConfig, train: CropSet, val: Optional[CropSet], out: Uni
             x = torch.from_numpy(normalised_nchw(np.stack(imgs), spec)).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(np.stack(labels)).float()
             out6 = model(x)
-            loss = geodesic_loss(rotation_from_6d_torch(out6), y)
-            if cfg.length_weight:
-                loss = loss + cfg.length_weight * length_penalty(out6)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if tqdm and progress and s % 10 == 0:
-                bar.set_postfix(loss_deg=f"{math.degrees(np.mean(losses[-50:])):.2f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+            optimise(opt, geodesic_loss(rotation_from_6d_torch(out6), y), out6, cfg.length_weight, losses,
+                     bar if tqdm and progress and s % 10 == 0 else None)
         wall += time.time() - t0
         rec = {"epoch": epoch + 1, "size": size, "train_geodesic_deg": round(math.degrees(float(np.mean(losses))), 3),
                "seconds": round(time.time() - t0, 1)}

@@ -28,9 +28,7 @@ Fake quantisation uses torch's own kernels (``torch.fake_quantize_per_channel_af
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +41,7 @@ from ..runtime.errors import InputError
 from ..runtime.manifest import sha256_file, write_json_atomic
 from ..runtime.registry import get_spec
 from .cropset import CropSet
-from .distill import (Augment, _lr_at, _save_atomic, geodesic_loss, length_penalty, predict_rotations,
+from .distill import (Augment, _lr_at, _save_atomic, geodesic_loss, optimise, predict_rotations,
                       rotation_from_6d_torch)
 from .labels import summarise
 
@@ -420,14 +418,7 @@ def qat_finetune(cfg: QATConfig, train: CropSet, val: Optional[CropSet], out: Un
         loss = geodesic_loss(rq, y)
         if cfg.self_weight:
             loss = loss + cfg.self_weight * geodesic_loss(rq, r_ref)
-        if cfg.length_weight:
-            loss = loss + cfg.length_weight * length_penalty(out6)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if tqdm and progress and step % 10 == 0:
-            bar.set_postfix(loss_deg=f"{math.degrees(np.mean(losses[-50:])):.2f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+        optimise(opt, loss, out6, cfg.length_weight, losses, bar if tqdm and progress and step % 10 == 0 else None)
         if (step + 1) % per_epoch == 0 or step + 1 == cfg.steps:
             rec = {"step": step + 1, "loss": round(float(np.mean(losses[-per_epoch:])), 5),
                    "seconds": round(time.time() - t0, 1)}
