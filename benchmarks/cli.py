@@ -119,14 +119,12 @@ def command_of(args: argparse.Namespace) -> str:
     (``--flag value`` for every value given), never the process's ``sys.argv`` (pytest's, when
     called from Python)."""
     words = getattr(args, "argv", None)
-    if words is None:
-        words = [args.command] if getattr(args, "command", None) else []
-        for k, v in sorted(vars(args).items()):
-            if k in ("func", "command", "argv", "verbose") or v is None or v is False or callable(v):
-                continue
-            flag = "--" + k.replace("_", "-")
-            words += [flag] if v is True else [w for x in (v if isinstance(v, list) else [v]) for w in (flag, str(x))]
-    return shlex.join(["headpose", *map(str, words)])
+    if words is not None:
+        return shlex.join(["headpose", *map(str, words)])
+    from ..convert.matrix import command_line
+    given = {k: v for k, v in sorted(vars(args).items())
+             if k not in ("func", "command", "argv", "verbose") and not callable(v)}
+    return command_line(["headpose", *([args.command] if getattr(args, "command", None) else [])], given)
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..runtime.formats import FORMAT_NAMES as FORMATS, PRECISIONS  # the one table (palettize6: coreml only)
+from .options import DEFAULT_MAX_INT8_ERROR, DEFAULT_MAX_INT8_P99
 
 
 def add_parser(subparsers) -> None:
@@ -44,12 +45,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--detector", default=None, metavar="PATH",
                    help="SCRFD ONNX that finds faces for pose calibration (default weights/ or ../shared)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
-    p.add_argument("--max-int8-error", type=float, default=1.0, metavar="DEG",
+    p.add_argument("--max-int8-error", type=float, default=DEFAULT_MAX_INT8_ERROR, metavar="DEG",
                    help="int8 pose gate: mean geodesic angle between the int8 and the float model's rotations on "
                         "the gate crops (default 1.0, the strictness of the former 0.5 deg per-axis mean; "
                         "negative: no gate); failing models get an automatic remedy (TFLite only: refused with "
                         "--format coreml)")
-    p.add_argument("--max-int8-p99", type=float, default=3.0, metavar="DEG",
+    p.add_argument("--max-int8-p99", type=float, default=DEFAULT_MAX_INT8_P99, metavar="DEG",
                    help="int8 pose gate: 99th percentile of that geodesic angle (default 3.0)")
     p.add_argument("--int8-remedy", default="plain", metavar="NAME",
                    help="int8 pose: the model judged first, kept when it passes (or recorded without a gate): "

@@ -157,16 +157,22 @@ def arguments_of(args: argparse.Namespace) -> Dict:
     return {k: getattr(args, k) for k in FLAGS}
 
 
-def command_of(args: argparse.Namespace) -> str:
-    """The command line that repeats a run, rebuilt from its parsed arguments (every value spelled out)."""
+def command_line(words: List[str], arguments: Dict) -> str:
+    """``words`` then ``--flag value`` for every argument given (``name -> value``: a list repeats its
+    flag, True is a bare flag, None and False are left out), as one shell-quoted line."""
     import shlex
-    words = ["headpose", "convert-matrix"]
-    for k, v in arguments_of(args).items():
+    words = list(words)
+    for k, v in arguments.items():
         flag = "--" + k.replace("_", "-")
         if v is None or v is False:
             continue
         words += [flag] if v is True else [w for x in (v if isinstance(v, list) else [v]) for w in (flag, str(x))]
     return shlex.join(words)
+
+
+def command_of(args: argparse.Namespace) -> str:
+    """The command line that repeats a run, rebuilt from its parsed arguments (every value spelled out)."""
+    return command_line(["headpose", "convert-matrix"], arguments_of(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -298,6 +298,11 @@ class FakeQuantModel:
     def parameters(self):
         return self.model.parameters()
 
+    def eval(self) -> "FakeQuantModel":
+        """Evaluation mode of the network (what :func:`distill.predict_rotations` asks); returns self."""
+        self.model.eval()
+        return self
+
     def float_state_dict(self, model_id: str) -> Dict:
         """The plain float ``state_dict`` in the shipped students' layout (quantisers left out)."""
         sd = {k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
@@ -376,7 +381,7 @@ def qat_finetune(cfg: QATConfig, train: CropSet, val: Optional[CropSet], out: Un
 
     def held_out(enabled: bool) -> Dict:
         qm.set_quant(enabled)
-        pred = predict_rotations(_Callable(qm), np.asarray(val.base[val_idx]), spec)
+        pred = predict_rotations(qm, np.asarray(val.base[val_idx]), spec)
         qm.set_quant(True)
         v = summarise(pred, np.asarray(val.R[val_idx]))
         return {"val_mae_deg": v["mae_mean"], "val_geodesic_deg": v["geodesic_mean"]}
@@ -461,16 +466,3 @@ def qat_finetune(cfg: QATConfig, train: CropSet, val: Optional[CropSet], out: Un
     write_json_atomic(out.with_suffix(".json"), sidecar)
     return sidecar
 
-
-class _Callable:
-    """Adapter giving :func:`distill.predict_rotations` a module-like ``eval()`` and call."""
-
-    def __init__(self, qm: FakeQuantModel):
-        self.qm = qm
-
-    def eval(self):
-        self.qm.model.eval()
-        return self
-
-    def __call__(self, x):
-        return self.qm(x)
