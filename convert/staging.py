@@ -150,11 +150,17 @@ def publish(stage: Path, final: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def timed_step(name: str, timings: Dict[str, float], progress: Optional[Callable[[str], None]] = None):
-    """One conversion step: stops on a pending signal, logs and records its seconds in ``timings``."""
+    """One conversion step: stops on a pending signal, logs and records its seconds in ``timings``. An
+    error raised while a signal asked to stop is that stop (:class:`Interrupted`, the error chained)."""
     check()  # a signal that onnx2tf's bare excepts swallowed stops here
     log.info("%s ...", name)
     t0 = time.perf_counter()
-    yield
+    try:
+        yield
+    except Exception as e:
+        if _stop is not None:  # the step broke because the signal cut it (e.g. an import of a C extension)
+            raise Interrupted(_stop) from e
+        raise
     check()
     dt = time.perf_counter() - t0
     timings[name] = round(dt, 2)

@@ -124,3 +124,24 @@ def test_a_swallowed_signal_stops_at_the_next_step(tmp_path):
             ran.append("next step")
     assert e.value.signum == signal.SIGTERM and ran == ["rest of the step"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_a_step_broken_by_the_signal_is_the_stop(tmp_path):
+    """A signal landing inside a C extension's import (onnxruntime's, while simplify imports onnxsim)
+    can leave it half-registered, so the step fails with an ImportError: that is the stop, exit 128 + N,
+    not a conversion error (the clean-clone CI run saw exit 1 for Ctrl-C once)."""
+    import os
+    import signal
+    from headpose.convert import staging
+    with pytest.raises(staging.Interrupted) as e:
+        with staging.stop_on_signals():
+            with staging.timed_step("simplify", {}):
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                except KeyboardInterrupt:  # swallowed by the import machinery ...
+                    pass
+                raise ImportError('generic_type: type "GraphOptimizationLevel" is already registered!')  # ... then this
+    assert e.value.signum == signal.SIGINT and isinstance(e.value.__cause__, ImportError)
+    with pytest.raises(ImportError):  # without a pending signal an error stays itself
+        with staging.timed_step("simplify", {}):
+            raise ImportError("no module")
